@@ -1,0 +1,3 @@
+"""sidecar-injector: a Kubernetes admission webhook that injects sidecars from templates."""
+
+__version__ = "0.1.0"

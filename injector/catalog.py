@@ -1,0 +1,60 @@
+"""The set of templates requests see: immutable, swapped whole, with last-known-good merging."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from injector.errors import InjectionError, LoadError
+from injector.loader import LoadResult
+from injector.template import Template
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Templates by name plus the current load errors; a request keeps the one it started with."""
+
+    templates: Mapping[str, Template] = field(default_factory=dict)
+    errors: Mapping[str, tuple[LoadError, ...]] = field(default_factory=dict)
+
+    @classmethod
+    def from_load(cls, result: LoadResult) -> Catalog:
+        return cls(
+            MappingProxyType(dict(result.templates)),
+            MappingProxyType({name: tuple(errs) for name, errs in result.errors.items()}),
+        )
+
+    def merge(self, result: LoadResult) -> Catalog:
+        """The next catalog after a reload: a template that now fails keeps its last good
+        version; a template no longer present is gone; errors always reflect this load."""
+        templates = dict(result.templates)
+        for name in result.errors:
+            if name not in templates and name in self.templates:
+                templates[name] = self.templates[name]
+        return Catalog(
+            MappingProxyType(templates),
+            MappingProxyType({name: tuple(errs) for name, errs in result.errors.items()}),
+        )
+
+    def lookup(self, name: str) -> Template | InjectionError:
+        """The template, or an error that tells the user what exists."""
+        template = self.templates.get(name)
+        if template is not None:
+            return template
+        if name in self.errors:
+            details = "; ".join(str(e) for e in self.errors[name])
+            return InjectionError(
+                "template_load_failed",
+                f"template {name!r} failed to load and has no previous good version: {details}",
+                name,
+            )
+        available = ", ".join(sorted(self.templates)) or "none loaded"
+        return InjectionError(
+            "template_not_found", f"template {name!r} not found; available: {available}", name
+        )
+
+    @property
+    def broken(self) -> list[str]:
+        """Names that have load errors and nothing to fall back to."""
+        return sorted(name for name in self.errors if name not in self.templates)

@@ -1,0 +1,59 @@
+"""Name clashes between a template and the pod (or another template in the same request)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from injector.errors import InjectionError
+from injector.template import Template
+from injector.types import Obj
+
+POD = ""  # owner of names the pod itself declares
+
+
+@dataclass
+class Taken:
+    """Container and volume names already in use, and who uses them."""
+
+    containers: dict[str, str] = field(default_factory=dict)
+    volumes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_spec(cls, spec: Obj) -> Taken:
+        taken = cls()
+        for key in ("containers", "initContainers", "ephemeralContainers"):
+            for container in spec.get(key) or ():
+                taken.containers[str(container.get("name"))] = POD
+        for volume in spec.get("volumes") or ():
+            taken.volumes[str(volume.get("name"))] = POD
+        return taken
+
+    def check(self, template: Template) -> list[InjectionError]:
+        """Every clash the template would cause; empty means it can be claimed."""
+        clashes = [
+            ("container", name, self.containers[name])
+            for name in (*template.init_container_names, *template.container_names)
+            if name in self.containers
+        ]
+        clashes += [
+            ("volume", name, self.volumes[name])
+            for name in template.volume_names
+            if name in self.volumes
+        ]
+        return [_conflict(template.name, kind, name, owner) for kind, name, owner in clashes]
+
+    def claim(self, template: Template) -> None:
+        for name in (*template.init_container_names, *template.container_names):
+            self.containers[name] = template.name
+        for name in template.volume_names:
+            self.volumes[name] = template.name
+
+
+def _conflict(template: str, kind: str, name: str, owner: str) -> InjectionError:
+    if owner == POD:
+        fix = f"the pod already has a {kind} named {name!r}; rename the pod's {kind}"
+    else:
+        fix = f"template {owner!r}, requested before it, adds a {kind} of that name too"
+    return InjectionError(
+        "conflict", f"template {template!r} adds {kind} {name!r}, but {fix}", template
+    )

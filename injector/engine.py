@@ -1,0 +1,211 @@
+"""One injection decision: policy, parameters, rendering, conflicts and the patch, for one pod."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from injector.catalog import Catalog
+from injector.conflicts import Taken
+from injector.errors import InjectionError, SkipReason
+from injector.params import Value
+from injector.patch import Injection, build
+from injector.policy import Settings, pod_skip, request_skip, requested
+from injector.render import RenderError
+from injector.template import Template
+from injector.types import JSON, AddOp, Obj
+from injector.yamlsrc import format_path
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to answer for one pod. With errors, `patch` holds only the templates that worked:
+    the caller denies the pod or, with --on-error=allow, admits it with that patch."""
+
+    skip: SkipReason | None = None
+    requested: tuple[str, ...] = ()
+    injected: tuple[str, ...] = ()
+    patch: tuple[AddOp, ...] = ()
+    warnings: tuple[str, ...] = ()
+    errors: tuple[InjectionError, ...] = ()
+
+
+def review(request: Mapping[str, JSON], catalog: Catalog, settings: Settings) -> Decision:
+    """Decide for an AdmissionReview `request`."""
+    skip = request_skip(request)
+    if skip is not None:
+        return Decision(skip=skip)
+    pod = request.get("object")
+    namespace = request.get("namespace")
+    if not namespace and isinstance(pod, dict) and isinstance(pod.get("metadata"), dict):
+        namespace = pod["metadata"].get("namespace")
+    return decide(pod, str(namespace or ""), catalog, settings)
+
+
+def decide(pod: JSON, namespace: str, catalog: Catalog, settings: Settings) -> Decision:
+    """Decide for one pod object (the admission request's or one from a manifest)."""
+    problem = _shape_problem(pod)
+    if problem is not None:
+        return Decision(errors=(InjectionError("invalid_pod", problem),))
+    annotations: Obj = pod["metadata"].get("annotations") or {}
+    skip = pod_skip(annotations, namespace, settings)
+    if skip is not None:
+        return Decision(skip=skip)
+    names = requested(annotations, settings)
+    if isinstance(names, InjectionError):
+        return Decision(errors=(names,))
+    if not names:
+        return Decision(skip="not_requested")
+    injections, errors = _prepare(pod, namespace, names, catalog, settings)
+    if not injections:
+        return Decision(requested=names, errors=tuple(errors))
+    status = _status(pod, injections)
+    ops, warnings = build(pod, injections, settings.status_key, status)
+    return Decision(
+        requested=names,
+        injected=tuple(i.template.name for i in injections),
+        patch=tuple(ops),
+        warnings=tuple(warnings),
+        errors=tuple(errors),
+    )
+
+
+def _prepare(
+    pod: Obj, namespace: str, names: tuple[str, ...], catalog: Catalog, settings: Settings
+) -> tuple[list[Injection], list[InjectionError]]:
+    """Look up, check and render each requested template; failures are kept apart."""
+    view = pod_view(pod, namespace)
+    taken = Taken.from_spec(pod["spec"])
+    injections: list[Injection] = []
+    errors: list[InjectionError] = []
+    for name in names:
+        found = catalog.lookup(name)
+        if isinstance(found, InjectionError):
+            errors.append(found)
+            continue
+        overrides = parse_overrides(found, view["annotations"], settings)
+        problems = overrides if isinstance(overrides, list) else taken.check(found)
+        if problems:
+            errors += problems
+            continue
+        assert not isinstance(overrides, list)
+        try:
+            rendered = found.render(view, overrides)
+        except RenderError as exc:
+            errors.append(_render_error(found, exc))
+            continue
+        taken.claim(found)
+        injections.append(Injection(found, rendered))
+    return injections, errors
+
+
+def pod_view(pod: Obj, namespace: str) -> dict[str, JSON]:
+    """What templates see as `pod`."""
+    metadata: Obj = pod["metadata"]
+    spec: Obj = pod["spec"]
+    generate_name = metadata.get("generateName") or ""
+    return {
+        "name": metadata.get("name") or generate_name,
+        "generateName": generate_name,
+        "namespace": namespace,
+        "labels": metadata.get("labels") or {},
+        "annotations": metadata.get("annotations") or {},
+        "serviceAccountName": spec.get("serviceAccountName")
+        or spec.get("serviceAccount")
+        or "default",
+    }
+
+
+def parse_overrides(
+    template: Template, annotations: Mapping[str, JSON], settings: Settings
+) -> dict[str, Value] | list[InjectionError]:
+    """Parameter values from `<prefix>/<template>.<param>` annotations, validated."""
+    prefix = settings.param_prefix(template.name)
+    values: dict[str, Value] = {}
+    errors: list[InjectionError] = []
+    for key, raw in annotations.items():
+        if not key.startswith(prefix):
+            continue
+        spec = template.params.get(key[len(prefix) :])
+        if spec is None:
+            known = ", ".join(template.params) or "none"
+            errors.append(
+                _param_error(
+                    template,
+                    f"annotation {key}: template {template.name!r} "
+                    f"has no such parameter (parameters: {known})",
+                )
+            )
+            continue
+        try:
+            values[spec.name] = spec.parse(str(raw))
+        except ValueError:
+            errors.append(
+                _param_error(
+                    template, f"annotation {key}: {raw!r} is not valid: expected {spec.expected()}"
+                )
+            )
+    for name in template.required_params():
+        if name not in values:
+            errors.append(
+                _param_error(
+                    template,
+                    f"template {template.name!r} requires "
+                    f"parameter {name}: set annotation {prefix}{name} "
+                    f"to {template.params[name].expected()}",
+                )
+            )
+    return errors or values
+
+
+def _param_error(template: Template, message: str) -> InjectionError:
+    return InjectionError("invalid_parameter", message, template.name)
+
+
+def _render_error(template: Template, exc: RenderError) -> InjectionError:
+    return InjectionError(
+        "render_failed",
+        f"template {template.name!r} failed to render {format_path(exc.path)} for this pod: "
+        f"{exc.message}",
+        template.name,
+    )
+
+
+def _status(pod: Obj, injections: list[Injection]) -> str:
+    """The idempotency record: which template versions added what."""
+    return orjson.dumps(
+        {
+            "templates": [
+                {"name": i.template.name, "digest": i.template.digest} for i in injections
+            ],
+            "containers": [n for i in injections for n in i.template.container_names],
+            "initContainers": [n for i in injections for n in i.template.init_container_names],
+            "volumes": [n for i in injections for n in i.template.volume_names],
+        }
+    ).decode()
+
+
+def _shape_problem(pod: JSON) -> str | None:
+    """The few structural facts the engine relies on; the API server validates the rest."""
+    if not isinstance(pod, dict):
+        return "the request has no pod object"
+    metadata = pod.get("metadata")
+    if not isinstance(metadata, dict):
+        return "the pod has no metadata"
+    annotations = metadata.get("annotations")
+    if annotations is not None and not isinstance(annotations, dict):
+        return "metadata.annotations must be a map"
+    spec = pod.get("spec")
+    if not isinstance(spec, dict):
+        return "the pod has no spec"
+    for key in ("containers", "initContainers", "volumes"):
+        entries = spec.get(key)
+        if entries is not None and not (
+            isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
+        ):
+            return f"spec.{key} must be a list of objects"
+    if not spec.get("containers"):
+        return "spec.containers must list at least one container"
+    return None

@@ -1,0 +1,137 @@
+"""Loading templates from a kubelet-mounted ConfigMap directory or a ConfigMap manifest."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from injector.errors import LoadError
+from injector.template import Template, build
+from injector.yamlsrc import format_path, parse
+
+SUFFIX = ".yaml"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One template's text and where it came from (for messages)."""
+
+    key: str  # the ConfigMap key / file name, e.g. log-shipper.yaml
+    text: str
+    label: str  # what error messages call the file
+    line_offset: int = 0  # lines before the text in the file the user edits
+    read_error: str | None = None
+
+
+@dataclass
+class LoadResult:
+    """Every template that loaded, and every problem of the ones that did not."""
+
+    templates: dict[str, Template] = field(default_factory=dict)
+    errors: dict[str, list[LoadError]] = field(default_factory=dict)
+
+
+def load_sources(sources: Iterable[Source]) -> LoadResult:
+    """Validate and compile each source on its own: one broken file never hides the others."""
+    result = LoadResult()
+    for source in sorted(sources, key=lambda s: s.key):
+        name = source.key.removesuffix(SUFFIX)
+        if not source.key.endswith(SUFFIX) or not name:
+            result.errors[source.key] = [
+                LoadError(source.label, f"not a template: keys must be named <template>{SUFFIX}")
+            ]
+            continue
+        if source.read_error is not None:
+            result.errors[name] = [LoadError(source.label, f"cannot read: {source.read_error}")]
+            continue
+        template, errors = _load_one(name, source)
+        if template is not None:
+            result.templates[name] = template
+        else:
+            result.errors[name] = errors
+    return result
+
+
+def _load_one(name: str, source: Source) -> tuple[Template | None, list[LoadError]]:
+    try:
+        located = parse(source.text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 + source.line_offset if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        return None, [LoadError(source.label, f"invalid YAML: {problem}", line=line)]
+    errors = [
+        LoadError(source.label, "duplicate key", format_path(path), line + source.line_offset)
+        for path, line in located.duplicate_keys
+    ]
+    template, problems = build(name, located.data)
+    for path, message in problems:
+        line = located.line(path)
+        errors.append(
+            LoadError(
+                source.label,
+                message,
+                format_path(path),
+                None if line is None else line + source.line_offset,
+            )
+        )
+    return (template if not errors else None), errors
+
+
+def directory_sources(directory: str | os.PathLike[str]) -> list[Source]:
+    """The files of a mounted ConfigMap; dot entries (`..data`, `..2024_…`) are the kubelet's."""
+    root = Path(directory)
+    sources: list[Source] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or entry.is_dir():
+            continue
+        try:
+            sources.append(Source(entry.name, entry.read_text(encoding="utf-8"), entry.name))
+        except (OSError, UnicodeDecodeError) as exc:
+            sources.append(Source(entry.name, "", entry.name, read_error=str(exc)))
+    return sources
+
+
+def load_directory(directory: str | os.PathLike[str]) -> LoadResult:
+    return load_sources(directory_sources(directory))
+
+
+def configmap_sources(path: str | os.PathLike[str]) -> list[Source]:
+    """The `data` of every ConfigMap in a manifest file, with lines pointing into that file."""
+    text = Path(path).read_text(encoding="utf-8")
+    label = os.fspath(path)
+    loader = yaml.SafeLoader(text)
+    sources: list[Source] = []
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is not None:
+                sources += _configmap_data(node, label)
+    finally:
+        loader.dispose()
+    return sources
+
+
+def _configmap_data(node: yaml.Node, label: str) -> list[Source]:
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    fields = {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+    kind = fields.get("kind")
+    if not isinstance(kind, yaml.ScalarNode) or kind.value != "ConfigMap":
+        return []
+    data = fields.get("data")
+    if not isinstance(data, yaml.MappingNode):
+        return []
+    sources = []
+    for key_node, value_node in data.value:
+        # A block scalar (`|`) starts on the line after its indicator.
+        block = isinstance(value_node, yaml.ScalarNode) and value_node.style in ("|", ">")
+        offset = value_node.start_mark.line + (1 if block else 0)
+        sources.append(
+            Source(str(key_node.value), str(value_node.value), f"{label}[{key_node.value}]", offset)
+        )
+    return sources

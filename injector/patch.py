@@ -1,0 +1,159 @@
+"""Building the JSON Patch: explicit RFC 6902 `add` operations, never a diff."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from injector.template import Rendered, Template
+from injector.types import JSON, AddOp, Obj
+
+
+@dataclass(frozen=True)
+class Injection:
+    """One template accepted for this pod, rendered."""
+
+    template: Template
+    rendered: Rendered
+
+
+def escape(key: str) -> str:
+    """RFC 6901: `~` → `~0`, then `/` → `~1`."""
+    return key.replace("~", "~0").replace("/", "~1")
+
+
+def add(path: str, value: JSON) -> AddOp:
+    return {"op": "add", "path": path, "value": value}
+
+
+def build(
+    pod: Obj, injections: Sequence[Injection], status_key: str, status: str
+) -> tuple[list[AddOp], list[str]]:
+    """All operations for the accepted templates, and warnings about what was left as it was."""
+    spec: Obj = pod["spec"]
+    metadata: Obj = pod["metadata"]
+    ops: list[AddOp] = []
+    warnings: list[str] = []
+    rendered = [i.rendered for i in injections]
+    _append(ops, spec, "/spec", "containers", [c for r in rendered for c in r.containers])
+    _prepend(ops, spec, "/spec", "initContainers", [c for r in rendered for c in r.init_containers])
+    _append(ops, spec, "/spec", "volumes", [v for r in rendered for v in r.volumes])
+    _app_containers(ops, warnings, spec, injections)
+    _append(ops, spec, "/spec", "imagePullSecrets", _pull_secrets(spec, rendered))
+    _merge_map(ops, metadata, "labels", _first_wins(r.labels for r in rendered))
+    annotations = _first_wins(r.annotations for r in rendered)
+    annotations.pop(status_key, None)
+    annotations[status_key] = status  # last, so it is the final op
+    _merge_map(ops, metadata, "annotations", annotations)
+    return ops, warnings
+
+
+def _append(ops: list[AddOp], parent: Obj, base: str, key: str, items: list[JSON]) -> None:
+    if not items:
+        return
+    if isinstance(parent.get(key), list):
+        ops.extend(add(f"{base}/{key}/-", item) for item in items)
+    else:
+        ops.append(add(f"{base}/{key}", list(items)))
+
+
+def _prepend(ops: list[AddOp], parent: Obj, base: str, key: str, items: list[JSON]) -> None:
+    if not items:
+        return
+    if isinstance(parent.get(key), list):
+        ops.extend(add(f"{base}/{key}/{index}", item) for index, item in enumerate(items))
+    else:
+        ops.append(add(f"{base}/{key}", list(items)))
+
+
+def _merge_map(ops: list[AddOp], metadata: Obj, key: str, values: dict[str, str]) -> None:
+    """Add the keys the pod does not have yet; the pod's own values always win."""
+    current = metadata.get(key)
+    if not isinstance(current, dict):
+        if values:
+            ops.append(add(f"/metadata/{key}", values))
+        return
+    ops.extend(
+        add(f"/metadata/{key}/{escape(k)}", v) for k, v in values.items() if k not in current
+    )
+
+
+def _first_wins(maps: Iterable[dict[str, str]]) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for values in maps:
+        for key, value in values.items():
+            merged.setdefault(key, value)
+    return merged
+
+
+def _pull_secrets(spec: Obj, rendered: list[Rendered]) -> list[Obj]:
+    seen = {s.get("name") for s in spec.get("imagePullSecrets") or () if isinstance(s, dict)}
+    added: list[Obj] = []
+    for secret in (s for r in rendered for s in r.image_pull_secrets):
+        if secret["name"] not in seen:
+            seen.add(secret["name"])
+            added.append(secret)
+    return added
+
+
+def _app_containers(
+    ops: list[AddOp], warnings: list[str], spec: Obj, injections: Sequence[Injection]
+) -> None:
+    """Template env and volumeMounts into the pod's own containers, never over the pod's."""
+    containers: list[Obj] = spec["containers"]
+    names = {c.get("name") for c in containers}
+    for injection in injections:
+        missing = [t for t in injection.template.target_containers if t not in names]
+        if missing:
+            warnings.append(
+                f"template {injection.template.name!r}: targetContainers {', '.join(missing)} "
+                "not found in the pod; nothing added to them"
+            )
+    for index, container in enumerate(containers):
+        env, mounts = _additions(container, injections, warnings)
+        base = f"/spec/containers/{index}"
+        _append(ops, container, base, "env", env)
+        _append(ops, container, base, "volumeMounts", mounts)
+
+
+def _additions(
+    container: Obj, injections: Sequence[Injection], warnings: list[str]
+) -> tuple[list[JSON], list[JSON]]:
+    name = str(container.get("name"))
+    env_claims = _Claims(container.get("env"), "name", "env var", name, warnings)
+    mount_claims = _Claims(container.get("volumeMounts"), "mountPath", "mount path", name, warnings)
+    env: list[JSON] = []
+    mounts: list[JSON] = []
+    for injection in injections:
+        template = injection.template
+        if template.target_containers and name not in template.target_containers:
+            continue
+        env += [v for v in injection.rendered.env if env_claims.claim(v["name"], template.name)]
+        mounts += [
+            m
+            for m in injection.rendered.volume_mounts
+            if mount_claims.claim(m["mountPath"], template.name)
+        ]
+    return env, mounts
+
+
+class _Claims:
+    """Who set each env var (or mount path) of one container: the pod ("") or a template."""
+
+    def __init__(self, entries: JSON, key: str, what: str, container: str, warnings: list[str]):
+        items = entries if isinstance(entries, list) else []
+        self.owners = {str(e.get(key)): "" for e in items if isinstance(e, dict)}
+        self.what = what
+        self.container = container
+        self.warnings = warnings
+
+    def claim(self, key: str, template: str) -> bool:
+        owner = self.owners.setdefault(key, template)
+        if owner == template:
+            return True
+        by = "the pod" if owner == "" else f"template {owner!r}"
+        self.warnings.append(
+            f"template {template!r}: container {self.container!r} already has {self.what} "
+            f"{key} (set by {by}); kept it as it was"
+        )
+        return False

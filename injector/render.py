@@ -1,0 +1,247 @@
+"""Sandboxed rendering of template string leaves, compiled once and partially pre-rendered."""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import jinja2
+from jinja2 import meta, nodes
+from jinja2.sandbox import SandboxedEnvironment
+
+from injector.params import ParamSpec, Value
+from injector.types import JSON
+from injector.yamlsrc import Path
+
+CONTEXT_NAMES = frozenset({"pod", "params", "template"})
+MAX_RENDERED = 64 * 1024
+"""Longest string one leaf may render to: a template typo must not build a huge patch."""
+_SINGLE_PARAM = re.compile(r"^\{\{-?\s*params\.([A-Za-z][A-Za-z0-9_]*)\s*-?\}\}$")
+
+
+class RenderError(Exception):
+    """A leaf failed to render; `path` says which one."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+def _finalize(value: object) -> object:
+    # Kubernetes and YAML spell booleans in lower case; None would otherwise print as "None".
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else value
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja's sandbox, plus a cap on `*` and `**` so an expression cannot exhaust memory."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:
+        if operator_ == "**":
+            if isinstance(right, int | float) and abs(right) > 64:
+                raise jinja2.exceptions.SecurityError("exponent too large")
+            return operator.pow(left, right)
+        for seq, count in ((left, right), (right, left)):
+            sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+            if sized and len(seq) * count > MAX_RENDERED:
+                raise jinja2.exceptions.SecurityError("repetition result too large")
+        return operator.mul(left, right)
+
+
+ENVIRONMENT = _Sandbox(
+    undefined=jinja2.StrictUndefined,
+    finalize=_finalize,
+    autoescape=False,
+    keep_trailing_newline=True,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What an expression can see: `pod`, `params` and `template`."""
+
+    pod: Mapping[str, JSON]
+    params: SimpleNamespace
+    template: SimpleNamespace
+
+    def as_dict(self) -> dict[str, object]:
+        return {"pod": self.pod, "params": self.params, "template": self.template}
+
+
+def make_context(pod: Mapping[str, JSON], params: Mapping[str, Value], name: str) -> Context:
+    return Context(pod, SimpleNamespace(**params), SimpleNamespace(name=name))
+
+
+class Node:
+    """A compiled piece of a template: rendering yields fresh JSON where anything is dynamic."""
+
+    uses_pod = False
+
+    def render(self, ctx: Context) -> JSON:
+        raise NotImplementedError
+
+    def bind(self, ctx: Context) -> Node:
+        """Pre-render everything that does not depend on the pod (params fixed by `ctx`)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class Const(Node):
+    """A value with no expression in it: rendered once, shared, never mutated."""
+
+    value: JSON
+
+    def render(self, ctx: Context) -> JSON:
+        return self.value
+
+    def bind(self, ctx: Context) -> Node:
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Text(Node):
+    """A string with at least one expression; always renders to a string."""
+
+    template: jinja2.Template
+    path: Path
+    uses_pod: bool
+
+    def render(self, ctx: Context) -> JSON:
+        try:
+            out = self.template.render(ctx.as_dict())
+        except Exception as exc:  # any failure inside a user's expression is the template's
+            raise RenderError(self.path, _describe(exc)) from None
+        if len(out) > MAX_RENDERED:
+            raise RenderError(self.path, f"renders to {len(out)} characters (max {MAX_RENDERED})")
+        return out
+
+    def bind(self, ctx: Context) -> Node:
+        return self if self.uses_pod else Const(self.render(ctx))
+
+
+@dataclass(frozen=True, slots=True)
+class ParamValue(Node):
+    """`"{{ params.port }}"` for an int or bool parameter: keeps the parameter's type."""
+
+    name: str
+
+    def render(self, ctx: Context) -> JSON:
+        return getattr(ctx.params, self.name)
+
+    def bind(self, ctx: Context) -> Node:
+        return Const(self.render(ctx))
+
+
+@dataclass(frozen=True, slots=True)
+class MapNode(Node):
+    items: tuple[tuple[str, Node], ...]
+    uses_pod: bool
+
+    def render(self, ctx: Context) -> JSON:
+        return {key: node.render(ctx) for key, node in self.items}
+
+    def bind(self, ctx: Context) -> Node:
+        return _collapse(MapNode(tuple((k, n.bind(ctx)) for k, n in self.items), self.uses_pod))
+
+
+@dataclass(frozen=True, slots=True)
+class ListNode(Node):
+    items: tuple[Node, ...]
+    uses_pod: bool
+
+    def render(self, ctx: Context) -> JSON:
+        return [node.render(ctx) for node in self.items]
+
+    def bind(self, ctx: Context) -> Node:
+        return _collapse(ListNode(tuple(n.bind(ctx) for n in self.items), self.uses_pod))
+
+
+def _collapse(node: MapNode | ListNode) -> Node:
+    children = [n for _, n in node.items] if isinstance(node, MapNode) else list(node.items)
+    if all(isinstance(child, Const) for child in children):
+        return Const(node.render(_NO_CONTEXT))
+    return node
+
+
+_NO_CONTEXT = Context({}, SimpleNamespace(), SimpleNamespace())
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, jinja2.UndefinedError):
+        return f"undefined value: {exc.message}"
+    if isinstance(exc, jinja2.exceptions.SecurityError):
+        return f"not allowed in the sandbox: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+Problem = tuple[Path, str]
+StringOnly = Callable[[Path], bool]
+
+
+@dataclass
+class Compiler:
+    """Turns one template's parsed YAML into a Node tree, collecting every problem."""
+
+    params: Mapping[str, ParamSpec]
+    string_only: StringOnly
+    problems: list[Problem]
+
+    def compile(self, raw: JSON, path: Path) -> Node:
+        if isinstance(raw, dict):
+            items = tuple((str(k), self.compile(v, (*path, str(k)))) for k, v in raw.items())
+            return _collapse(MapNode(items, any(n.uses_pod for _, n in items)))
+        if isinstance(raw, list):
+            elems = tuple(self.compile(v, (*path, i)) for i, v in enumerate(raw))
+            return _collapse(ListNode(elems, any(n.uses_pod for n in elems)))
+        if isinstance(raw, str) and ("{{" in raw or "{%" in raw or "{#" in raw):
+            return self._compile_string(raw, path)
+        return Const(raw)
+
+    def _compile_string(self, source: str, path: Path) -> Node:
+        try:
+            ast = ENVIRONMENT.parse(source)
+        except jinja2.TemplateSyntaxError as exc:
+            self.problems.append((path, f"template syntax error: {exc.message}"))
+            return Const(source)
+        names = meta.find_undeclared_variables(ast)
+        unknown = sorted(names - CONTEXT_NAMES)
+        if unknown:
+            self.problems.append(
+                (path, f"unknown name {', '.join(unknown)}; use pod, params or template")
+            )
+        for param in sorted(_referenced_params(ast) - set(self.params)):
+            declared = ", ".join(sorted(self.params)) or "none"
+            self.problems.append(
+                (path, f"params.{param} is not declared in parameters (declared: {declared})")
+            )
+        single = _SINGLE_PARAM.match(source)
+        if single and not self.string_only(path):
+            spec = self.params.get(single.group(1))
+            if spec is not None and spec.type in ("int", "bool"):
+                return ParamValue(spec.name)
+        return Text(ENVIRONMENT.from_string(ast), path, "pod" in names)
+
+
+def _referenced_params(ast: nodes.Template) -> set[str]:
+    found: set[str] = set()
+    for node in ast.find_all(nodes.Getattr):
+        assert isinstance(node, nodes.Getattr)
+        if _is_params(node.node):
+            found.add(node.attr)
+    for item in ast.find_all(nodes.Getitem):
+        assert isinstance(item, nodes.Getitem)
+        if _is_params(item.node) and isinstance(item.arg, nodes.Const):
+            found.add(str(item.arg.value))
+    return found
+
+
+def _is_params(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.Name) and node.name == "params"

@@ -1,0 +1,300 @@
+"""The template model: one validated, compiled template built from a parsed YAML file."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from injector.params import ParamSpec, Value, parse_spec
+from injector.render import Compiler, Node, RenderError, make_context
+from injector.types import JSON, Obj
+from injector.yamlsrc import Path
+
+LIST_SECTIONS = (
+    "containers",
+    "initContainers",
+    "volumes",
+    "volumeMounts",
+    "env",
+    "imagePullSecrets",
+)
+MAP_SECTIONS = ("labels", "annotations")
+TOP_KEYS = frozenset(
+    {"description", "parameters", "targetContainers", *LIST_SECTIONS, *MAP_SECTIONS}
+)
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+
+CANONICAL_POD: Mapping[str, JSON] = {
+    "name": "canonical-pod",
+    "generateName": "canonical-",
+    "namespace": "default",
+    "labels": {"app": "canonical", "app.kubernetes.io/name": "canonical"},
+    "annotations": {},
+    "serviceAccountName": "default",
+}
+"""What the load-time test render sees as `pod`: expressions must work on it."""
+
+Problem = tuple[Path, str]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One template rendered for one pod: plain JSON sections ready to be patched in."""
+
+    containers: list[Obj]
+    init_containers: list[Obj]
+    volumes: list[Obj]
+    volume_mounts: list[Obj]
+    env: list[Obj]
+    image_pull_secrets: list[Obj]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Template:
+    """A template ready to render: parameters parsed, expressions compiled, defaults bound."""
+
+    name: str
+    digest: str
+    description: str
+    params: Mapping[str, ParamSpec]
+    target_containers: tuple[str, ...]
+    container_names: tuple[str, ...]
+    init_container_names: tuple[str, ...]
+    volume_names: tuple[str, ...]
+    tree: Node
+    defaults_bound: Node | None = field(default=None, compare=False)
+
+    def render(self, pod: Mapping[str, JSON], overrides: Mapping[str, Value]) -> Rendered:
+        """Render for one pod; raises RenderError naming the field that failed."""
+        if not overrides and self.defaults_bound is not None:
+            ctx = make_context(pod, {}, self.name)
+            return _to_rendered(self.defaults_bound.render(ctx))
+        values = {n: s.default for n, s in self.params.items() if s.default is not None}
+        values.update(overrides)
+        return _to_rendered(self.tree.render(make_context(pod, values, self.name)))
+
+    def required_params(self) -> list[str]:
+        return [name for name, spec in self.params.items() if spec.default is None]
+
+
+def _to_rendered(data: JSON) -> Rendered:
+    rendered = Rendered(
+        data.get("containers", []),
+        data.get("initContainers", []),
+        data.get("volumes", []),
+        data.get("volumeMounts", []),
+        data.get("env", []),
+        data.get("imagePullSecrets", []),
+        data.get("labels", {}),
+        data.get("annotations", {}),
+    )
+    _check_rendered(rendered)
+    return rendered
+
+
+def _check_rendered(rendered: Rendered) -> None:
+    """Reject output the API server would refuse with a less helpful message."""
+    for index, var in enumerate(rendered.env):
+        if not isinstance(var.get("name"), str) or not var["name"]:
+            raise RenderError(("env", index, "name"), "env name renders empty")
+    for key, value in rendered.labels.items():
+        if not _LABEL_VALUE.match(value):
+            raise RenderError(
+                ("labels", key),
+                f"label value {value!r} is not valid: at most 63 characters of letters, "
+                "digits, '-', '_' and '.', starting and ending with a letter or digit",
+            )
+
+
+def digest_of(data: JSON) -> str:
+    """A short content digest that ignores formatting and key order."""
+    canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def string_only(path: Path) -> bool:
+    """Fields where Kubernetes takes only strings, so `{{ params.port }}` stays a string."""
+    if path and path[0] in MAP_SECTIONS:
+        return True
+    if len(path) >= 2 and path[-2] in ("args", "command") and isinstance(path[-1], int):
+        return True
+    return len(path) >= 3 and path[-3] == "env" and path[-1] == "value"
+
+
+def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
+    """Validate and compile one template's parsed YAML; problems carry field paths."""
+    if not DNS1123_LABEL.match(name):
+        return None, [
+            (
+                (),
+                f"template name {name!r} (the file name without .yaml) must be a "
+                "DNS-1123 label: lower-case letters, digits and '-', at most 63",
+            )
+        ]
+    if not isinstance(raw, dict):
+        return None, [((), "a template must be a YAML map with keys such as containers, volumes")]
+    problems: list[Problem] = [
+        ((str(key),), f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
+        for key in raw
+        if key not in TOP_KEYS
+    ]
+    if not isinstance(raw.get("description", ""), str):
+        problems.append((("description",), "must be a string"))
+    params = _parse_params(raw.get("parameters", {}), problems)
+    body = {key: raw[key] for key in (*LIST_SECTIONS, *MAP_SECTIONS) if key in raw}
+    names = _check_shape(body, raw.get("targetContainers", []), problems)
+    tree = Compiler(params, string_only, problems).compile(body, ())
+    if problems:
+        return None, problems
+    template = Template(
+        name=name,
+        digest=digest_of(raw),
+        description=raw.get("description", ""),
+        params=params,
+        target_containers=tuple(raw.get("targetContainers", [])),
+        container_names=names["containers"],
+        init_container_names=names["initContainers"],
+        volume_names=names["volumes"],
+        tree=tree,
+    )
+    return _bind_defaults(template, problems), problems
+
+
+def _parse_params(raw: JSON, problems: list[Problem]) -> dict[str, ParamSpec]:
+    if not isinstance(raw, dict):
+        problems.append((("parameters",), "must be a map of name → {type, default, ...}"))
+        return {}
+    specs: dict[str, ParamSpec] = {}
+    for name, spec_raw in raw.items():
+        spec, spec_problems = parse_spec(str(name), spec_raw)
+        problems += [(("parameters", str(name), *sub), msg) for sub, msg in spec_problems]
+        if spec is not None:
+            specs[spec.name] = spec
+    return specs
+
+
+def _bind_defaults(template: Template, problems: list[Problem]) -> Template | None:
+    """Test-render against the canonical pod, and pre-render what only needs defaults."""
+    values = {
+        n: s.default if s.default is not None else s.placeholder()
+        for n, s in template.params.items()
+    }
+    ctx = make_context(CANONICAL_POD, values, template.name)
+    try:
+        _to_rendered(template.tree.render(ctx))
+        bound = template.tree.bind(ctx) if not template.required_params() else None
+    except RenderError as exc:
+        problems.append((exc.path, f"test render against the canonical pod failed: {exc}"))
+        return None
+    return dataclasses.replace(template, defaults_bound=bound)
+
+
+def _check_shape(body: Obj, targets: JSON, problems: list[Problem]) -> dict[str, tuple[str, ...]]:
+    """Structural checks on the sections; returns the literal container and volume names."""
+    for key in LIST_SECTIONS:
+        if key in body and not isinstance(body[key], list):
+            problems.append(((key,), "must be a list"))
+            body[key] = []
+    for key in MAP_SECTIONS:
+        if key in body and not isinstance(body[key], dict):
+            problems.append(((key,), "must be a map of string keys to string values"))
+            body[key] = {}
+    names: dict[str, tuple[str, ...]] = {}
+    seen: dict[str, str] = {}
+    for key in ("containers", "initContainers", "volumes"):
+        names[key] = tuple(_named_entries(key, body.get(key, []), seen, problems))
+    for index, entry in enumerate(body.get("initContainers", [])):
+        policy = entry.get("restartPolicy") if isinstance(entry, dict) else None
+        if policy not in (None, "Always"):
+            problems.append(
+                (
+                    ("initContainers", index, "restartPolicy"),
+                    "may only be Always (a native sidecar) or left out",
+                )
+            )
+    _check_entries(body, "volumeMounts", ("name", "mountPath"), problems)
+    _check_entries(body, "env", ("name",), problems)
+    _check_entries(body, "imagePullSecrets", ("name",), problems)
+    for key in MAP_SECTIONS:
+        _check_string_map(key, body.get(key, {}), problems)
+    _check_targets(targets, problems)
+    return names
+
+
+def _named_entries(
+    key: str, entries: list[JSON], seen: dict[str, str], problems: list[Problem]
+) -> list[str]:
+    kind = "volume" if key == "volumes" else "container"
+    names: list[str] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            problems.append(((key, index), f"each {kind} must be a map with a name"))
+            continue
+        name = entry.get("name")
+        if not isinstance(name, str) or "{" in name or not DNS1123_LABEL.match(name):
+            problems.append(
+                (
+                    (key, index, "name"),
+                    f"{kind} name {name!r} must be a literal "
+                    "DNS-1123 label (lower-case letters, digits, '-'; no expressions)",
+                )
+            )
+            continue
+        if kind == "container" and not entry.get("image"):
+            problems.append(((key, index, "image"), "a container needs an image"))
+        where = f"{kind}:{name}"
+        if where in seen:
+            problems.append(
+                ((key, index, "name"), f"duplicate {kind} name {name!r} (also at {seen[where]})")
+            )
+        seen[where] = f"{key}[{index}]"
+        names.append(name)
+    return names
+
+
+def _check_entries(body: Obj, key: str, required: tuple[str, ...], problems: list[Problem]) -> None:
+    for index, entry in enumerate(body.get(key, [])):
+        if not isinstance(entry, dict):
+            problems.append(((key, index), f"must be a map with {', '.join(required)}"))
+            continue
+        for field_name in required:
+            if not isinstance(entry.get(field_name), str) or not entry[field_name]:
+                problems.append(((key, index, field_name), "is required (a non-empty string)"))
+
+
+def _check_string_map(key: str, values: Obj, problems: list[Problem]) -> None:
+    for name, value in values.items():
+        if not _valid_key(str(name)):
+            problems.append(
+                (
+                    (key, str(name)),
+                    f"{name!r} is not a valid {key[:-1]} key "
+                    "(optional DNS prefix/ then a name of at most 63 characters)",
+                )
+            )
+        if not isinstance(value, str):
+            problems.append(((key, str(name)), f"value {value!r} must be a string; quote it"))
+
+
+def _check_targets(targets: JSON, problems: list[Problem]) -> None:
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        problems.append((("targetContainers",), "must be a list of container names"))
+
+
+def _valid_key(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+        return False
+    return bool(_QUALIFIED_NAME.match(name))
