@@ -100,10 +100,19 @@ def load_directory(directory: str | os.PathLike[str]) -> LoadResult:
     return load_sources(directory_sources(directory))
 
 
-def configmap_sources(path: str | os.PathLike[str]) -> list[Source]:
-    """The `data` of every ConfigMap in a manifest file, with lines pointing into that file."""
+def file_sources(path: str | os.PathLike[str]) -> list[Source]:
+    """A ConfigMap manifest's templates, or the file itself as one template."""
     text = Path(path).read_text(encoding="utf-8")
     label = os.fspath(path)
+    try:
+        sources = configmap_sources(text, label)
+    except yaml.YAMLError:
+        sources = []  # reported with its line when loaded as a template
+    return sources or [Source(Path(path).name, text, label)]
+
+
+def configmap_sources(text: str, label: str) -> list[Source]:
+    """The `data` of every ConfigMap in a manifest, with lines pointing into that manifest."""
     loader = yaml.SafeLoader(text)
     sources: list[Source] = []
     try:

@@ -224,9 +224,9 @@ def _check_shape(body: Obj, targets: JSON, problems: list[Problem]) -> dict[str,
                     "may only be Always (a native sidecar) or left out",
                 )
             )
-    _check_entries(body, "volumeMounts", ("name", "mountPath"), problems)
-    _check_entries(body, "env", ("name",), problems)
-    _check_entries(body, "imagePullSecrets", ("name",), problems)
+    _check_entries(body, "volumeMounts", ("name", "mountPath"), "mountPath", problems)
+    _check_entries(body, "env", ("name",), "name", problems)
+    _check_entries(body, "imagePullSecrets", ("name",), "name", problems)
     for key in MAP_SECTIONS:
         _check_string_map(key, body.get(key, {}), problems)
     _check_targets(targets, problems)
@@ -264,7 +264,10 @@ def _named_entries(
     return names
 
 
-def _check_entries(body: Obj, key: str, required: tuple[str, ...], problems: list[Problem]) -> None:
+def _check_entries(
+    body: Obj, key: str, required: tuple[str, ...], unique: str, problems: list[Problem]
+) -> None:
+    first: dict[str, int] = {}
     for index, entry in enumerate(body.get(key, [])):
         if not isinstance(entry, dict):
             problems.append(((key, index), f"must be a map with {', '.join(required)}"))
@@ -272,6 +275,16 @@ def _check_entries(body: Obj, key: str, required: tuple[str, ...], problems: lis
         for field_name in required:
             if not isinstance(entry.get(field_name), str) or not entry[field_name]:
                 problems.append(((key, index, field_name), "is required (a non-empty string)"))
+        value = entry.get(unique)
+        if isinstance(value, str) and value in first:
+            problems.append(
+                (
+                    (key, index, unique),
+                    f"duplicate {unique} {value!r} (also at {key}[{first[value]}])",
+                )
+            )
+        elif isinstance(value, str):
+            first[value] = index
 
 
 def _check_string_map(key: str, values: Obj, problems: list[Problem]) -> None:

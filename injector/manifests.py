@@ -1,0 +1,96 @@
+"""Offline injection into manifests: Pods and the pod templates of workload objects."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import jsonpatch
+
+from injector.catalog import Catalog
+from injector.engine import decide
+from injector.policy import Settings
+from injector.types import JSON, Obj
+
+POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
+    "Deployment": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "ReplicationController": ("spec", "template"),
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+}
+"""Where each workload kind keeps the pod template its controller creates pods from."""
+
+
+@dataclass
+class Outcome:
+    """The objects, mutated where requested, and what went wrong, per object."""
+
+    objects: list[JSON] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def inject_all(docs: Iterable[JSON], catalog: Catalog, settings: Settings) -> Outcome:
+    """Inject into every document, keeping their order; other kinds pass through unchanged."""
+    run = _Run(catalog, settings, Outcome())
+    run.outcome.objects = [run.inject(doc) for doc in docs if doc is not None]
+    return run.outcome
+
+
+@dataclass
+class _Run:
+    catalog: Catalog
+    settings: Settings
+    outcome: Outcome
+
+    def inject(self, doc: JSON) -> JSON:
+        if not isinstance(doc, dict):
+            return doc
+        kind = str(doc.get("kind"))
+        raw_meta = doc.get("metadata")
+        metadata: Obj = raw_meta if isinstance(raw_meta, dict) else {}
+        label = f"{kind}/{metadata.get('name') or metadata.get('generateName') or '?'}"
+        namespace = str(metadata.get("namespace") or "default")
+        if kind == "Pod":
+            return self.mutate(doc, namespace, label)
+        path = POD_TEMPLATE_PATHS.get(kind)
+        template = _dig(doc, path) if path else None
+        if path is None or not isinstance(template, dict):
+            return doc
+        # Controllers name their pods <owner>-<suffix>; templates see that as generateName.
+        template_meta = template.get("metadata") or {}
+        pod = {
+            "metadata": {"generateName": f"{metadata.get('name', '')}-", **template_meta},
+            "spec": template.get("spec"),
+        }
+        mutated = self.mutate(pod, namespace, label)
+        if mutated is pod:
+            return doc
+        if "generateName" not in template_meta:
+            del mutated["metadata"]["generateName"]
+        result = copy.deepcopy(doc)
+        target = _dig(result, path)
+        target["metadata"] = mutated["metadata"]
+        target["spec"] = mutated["spec"]
+        return result
+
+    def mutate(self, pod: Obj, namespace: str, label: str) -> Obj:
+        decision = decide(pod, namespace, self.catalog, self.settings)
+        self.outcome.errors += [f"{label}: {error}" for error in decision.errors]
+        self.outcome.warnings += [f"{label}: {warning}" for warning in decision.warnings]
+        if not decision.patch or decision.errors:
+            return pod
+        patched: Obj = jsonpatch.apply_patch(pod, copy.deepcopy(list(decision.patch)))
+        return patched
+
+
+def _dig(doc: JSON, path: tuple[str, ...]) -> JSON:
+    for key in path:
+        if not isinstance(doc, dict):
+            return None
+        doc = doc.get(key)
+    return doc

@@ -1,0 +1,1 @@
+"""The admission service: `sidecar-injector serve` (HTTPS /mutate, metrics and health over HTTP)."""

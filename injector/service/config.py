@@ -1,0 +1,268 @@
+"""The flags of `serve`: each also an environment variable, parsed and validated once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Literal, TypeVar, get_args
+
+from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings
+
+ENV_PREFIX = "SIDECAR_INJECTOR_"
+
+OnError = Literal["deny", "allow"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["json", "console"]
+
+_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS1123_SUBDOMAIN = re.compile(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+)
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """An invalid flag or environment value; the message names it and what was expected."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration of one `serve` process."""
+
+    templates_dir: Path
+    tls_cert: Path
+    tls_key: Path
+    host: str
+    port: int
+    metrics_port: int
+    annotation_prefix: str
+    default_templates: tuple[str, ...]
+    exclude_namespaces: frozenset[str]
+    on_error: OnError
+    max_body_bytes: int
+    log_level: LogLevel
+    log_format: LogFormat
+    shutdown_delay: float
+    graceful_timeout: float
+    dev: bool
+
+    @property
+    def settings(self) -> Settings:
+        return Settings(self.annotation_prefix, self.default_templates, self.exclude_namespaces)
+
+    def summary(self) -> dict[str, object]:
+        """Everything, for the start-up log line (nothing here is secret)."""
+        return {
+            "templates_dir": str(self.templates_dir),
+            "tls_cert": str(self.tls_cert),
+            "tls_key": str(self.tls_key),
+            "host": self.host,
+            "port": self.port,
+            "metrics_port": self.metrics_port,
+            "annotation_prefix": self.annotation_prefix,
+            "default_templates": list(self.default_templates),
+            "exclude_namespaces": sorted(self.exclude_namespaces),
+            "on_error": self.on_error,
+            "max_body_bytes": self.max_body_bytes,
+            "log_level": self.log_level,
+            "log_format": self.log_format,
+            "shutdown_delay": self.shutdown_delay,
+            "graceful_timeout": self.graceful_timeout,
+            "dev": self.dev,
+        }
+
+
+# --- value parsers: text in, typed value out, ValueError with "expected ..." otherwise ---
+
+
+def _choice(kind: type[T]) -> Callable[[str], T]:
+    choices: tuple[str, ...] = get_args(kind)
+
+    def parse(text: str) -> T:
+        if text not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return text  # type: ignore[return-value]
+
+    return parse
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise ValueError("expected a port number from 0 to 65535 (0 picks a free port)")
+    return int(text)
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError("expected a positive whole number of bytes")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise ValueError("expected a number of seconds from 0 to 3600")
+    return value
+
+
+def _path(text: str) -> Path:
+    if not text:
+        raise ValueError("expected a path")
+    return Path(text)
+
+
+def _host(text: str) -> str:
+    if not text or any(c.isspace() for c in text):
+        raise ValueError("expected an address such as 0.0.0.0, :: or 127.0.0.1")
+    return text
+
+
+def _prefix(text: str) -> str:
+    if len(text) > 253 or not _DNS1123_SUBDOMAIN.match(text):
+        raise ValueError("expected a DNS subdomain such as sidecar-injector.io")
+    return text
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if not _DNS1123_LABEL.match(n)]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a DNS-1123 name; expected comma-separated names")
+    return names
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in _TRUE | _FALSE:
+        raise ValueError("expected true or false")
+    return lowered in _TRUE
+
+
+@dataclass(frozen=True)
+class Flag(Generic[T]):
+    """One flag: its name, environment variable, default and parser."""
+
+    name: str
+    default: str
+    parse: Callable[[str], T]
+    help: str
+    metavar: str | None = None
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.dest.upper()
+
+
+FLAGS: tuple[Flag[object], ...] = (
+    Flag("templates-dir", "/etc/sidecar-injector/templates", _path,
+         "directory of <template>.yaml files (the mounted templates ConfigMap)", "DIR"),
+    Flag("tls-cert", "/etc/sidecar-injector/tls/tls.crt", _path,
+         "PEM serving certificate (chain) for the HTTPS port", "FILE"),
+    Flag("tls-key", "/etc/sidecar-injector/tls/tls.key", _path,
+         "PEM private key of --tls-cert", "FILE"),
+    Flag("host", "0.0.0.0", _host, "bind address of both ports (:: for IPv6)", "ADDR"),
+    Flag("port", "8443", _port, "HTTPS port serving POST /mutate", "PORT"),
+    Flag("metrics-port", "8080", _port,
+         "plain HTTP port serving /metrics, /healthz, /readyz, /debug/templates", "PORT"),
+    Flag("annotation-prefix", DEFAULT_PREFIX, _prefix,
+         "prefix of the pod annotations: <prefix>/inject, <prefix>/status", "PREFIX"),
+    Flag("default-templates", "", _names,
+         'comma-separated templates injected for <prefix>/inject: "true"', "NAMES"),
+    Flag("exclude-namespaces", ",".join(sorted(DEFAULT_EXCLUDED)), _names,
+         "comma-separated namespaces that are never injected", "NAMES"),
+    Flag("on-error", "deny", _choice(OnError),
+         "deny: refuse a pod whose injection fails; allow: admit it with a warning", "deny|allow"),
+    Flag("max-body-bytes", "3145728", _positive_int,
+         "largest AdmissionReview accepted (413 above)", "BYTES"),
+    Flag("log-level", "info", _choice(LogLevel), "least severe level logged",
+         "debug|info|warning|error"),
+    Flag("log-format", "json", _choice(LogFormat),
+         "json lines, or console for humans (the default with --dev)", "json|console"),
+    Flag("shutdown-delay", "5", _seconds,
+         "after SIGTERM, seconds to fail readiness and keep serving before stopping", "SECONDS"),
+    Flag("graceful-timeout", "10", _seconds,
+         "after the delay, seconds to let in-flight requests finish", "SECONDS"),
+    Flag("dev", "false", _bool,
+         "throwaway TLS, examples/templates, bind 127.0.0.1, print a curl command", None),
+)
+_BY_DEST = {flag.dest: flag for flag in FLAGS}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare every flag on the `serve` sub-parser; values are resolved by `load`."""
+    for flag in FLAGS:
+        help_text = f"{flag.help} [env {flag.env}; default: {flag.default or 'none'}]"
+        if flag.metavar is None:
+            parser.add_argument(
+                f"--{flag.name}", dest=flag.dest, action="store_const", const="true",
+                default=None, help=help_text,
+            )
+        else:
+            parser.add_argument(
+                f"--{flag.name}", dest=flag.dest, default=None, metavar=flag.metavar,
+                help=help_text,
+            )
+
+
+def load(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Config:
+    """Resolve each flag (flag, then environment, then default) and validate it."""
+    given: dict[str, str] = {}
+    values: dict[str, object] = {}
+    for flag in FLAGS:
+        raw = getattr(args, flag.dest, None)
+        source = f"--{flag.name}"
+        if raw is None and flag.env in environ:
+            raw, source = environ[flag.env], flag.env
+        if raw is not None:
+            given[flag.dest] = raw
+        text = flag.default if raw is None else str(raw)
+        try:
+            values[flag.dest] = flag.parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"{source}={text!r}: {exc}") from None
+    config = Config(**values)  # type: ignore[arg-type]
+    return _check(_dev_defaults(config, given) if config.dev else config)
+
+
+def _dev_defaults(config: Config, given: Mapping[str, str]) -> Config:
+    """--dev changes a few defaults; anything set explicitly still wins."""
+    from dataclasses import replace
+
+    changes: dict[str, object] = {}
+    if "host" not in given:
+        changes["host"] = "127.0.0.1"
+    if "log_format" not in given:
+        changes["log_format"] = "console"
+    if "templates_dir" not in given:
+        changes["templates_dir"] = examples_dir()
+    return replace(config, **changes)
+
+
+def _check(config: Config) -> Config:
+    if config.port and config.port == config.metrics_port:
+        raise ConfigError(f"--port and --metrics-port are both {config.port}; use two ports")
+    return config
+
+
+def examples_dir() -> Path:
+    """The repository's example templates: next to the package, else in the working directory."""
+    here = Path(__file__).resolve().parents[2] / "examples" / "templates"
+    return here if here.is_dir() else Path.cwd() / "examples" / "templates"
+
+
+def flag_for(dest: str) -> Flag[object]:
+    return _BY_DEST[dest]

@@ -1,0 +1,108 @@
+"""Every rendered object validated against the Kubernetes and cert-manager schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+from cloudcoil.models.cert_manager import v1 as cert_manager
+from pydantic import BaseModel
+
+from .helm import CI_VALUES, Helm, Manifest, kinds, only
+
+VALUE_SETS: dict[str, Path | None] = {"defaults": None, **{p.stem: p for p in CI_VALUES}}
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema.
+K8S_VERSIONS = ["1.28.0", kubernetes_validate.latest_version()]
+BUILT_IN_GROUPS = {"", "apps", "policy", "networking.k8s.io", "admissionregistration.k8s.io"}
+CERT_MANAGER_MODELS: dict[str, type[BaseModel]] = {
+    "Certificate": cert_manager.Certificate,
+    "Issuer": cert_manager.Issuer,
+    "ClusterIssuer": cert_manager.ClusterIssuer,
+}
+
+ALWAYS = [
+    "ConfigMap",
+    "Deployment",
+    "MutatingWebhookConfiguration",
+    "PodDisruptionBudget",
+    "Service",
+    "ServiceAccount",
+]
+OWN_CA = ["Certificate", "Certificate", "Issuer", "Issuer"]
+HELM_TEST = ["Pod"]
+EXPECTED_KINDS: dict[str, list[str]] = {
+    "defaults": ALWAYS + OWN_CA + HELM_TEST,
+    "own-issuer-values": ALWAYS + OWN_CA + HELM_TEST,
+    "existing-issuer-values": ALWAYS + ["Certificate"] + HELM_TEST,
+    "no-cert-manager-values": ALWAYS + HELM_TEST,
+    "external-url-values": ALWAYS + OWN_CA + HELM_TEST,
+    "monitoring-values": ALWAYS + OWN_CA + HELM_TEST + ["NetworkPolicy", "ServiceMonitor"],
+    "existing-configmap-values": [k for k in ALWAYS if k not in ("ConfigMap", "ServiceAccount")]
+    + OWN_CA,
+}
+
+
+def render(helm: Helm, name: str) -> list[Manifest]:
+    values_file = VALUE_SETS[name]
+    return helm.template(values_files=[values_file] if values_file else [])
+
+
+def group(doc: Manifest) -> str:
+    api_version: str = doc["apiVersion"]
+    return api_version.rpartition("/")[0]
+
+
+def test_every_value_set_has_expected_kinds() -> None:
+    assert set(EXPECTED_KINDS) == set(VALUE_SETS)
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_renders_expected_kinds(helm: Helm, name: str) -> None:
+    assert kinds(render(helm, name)) == sorted(EXPECTED_KINDS[name])
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_built_in_objects_match_kubernetes_schema(helm: Helm, name: str, version: str) -> None:
+    built_in = [d for d in render(helm, name) if group(d) in BUILT_IN_GROUPS]
+    assert built_in
+    for doc in built_in:
+        where = f"{doc['kind']}/{doc['metadata']['name']} ({name}, Kubernetes {version})"
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.SchemaNotFoundError as exc:
+            pytest.fail(f"{where}: no schema for a built-in kind: {exc.message}")
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{where}: {exc.message} at {list(exc.path)}")
+
+
+@pytest.mark.parametrize("name", VALUE_SETS)
+def test_cert_manager_objects_match_cert_manager_schema(helm: Helm, name: str) -> None:
+    for doc in render(helm, name):
+        if group(doc) != "cert-manager.io":
+            continue
+        model = CERT_MANAGER_MODELS[doc["kind"]].model_validate(doc)
+        # The models drop fields they do not know: a difference is an unknown field.
+        assert model.model_dump(by_alias=True, exclude_unset=True, mode="json") == doc
+
+
+def test_service_monitor_shape(helm: Helm) -> None:
+    """ServiceMonitor is a CRD kubernetes-validate does not know: check it by hand."""
+    docs = render(helm, "monitoring-values")
+    monitor = only(docs, "ServiceMonitor")
+    service = only(docs, "Service")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert set(monitor["spec"]) == {"jobLabel", "namespaceSelector", "selector", "endpoints"}
+    assert monitor["spec"]["namespaceSelector"] == {
+        "matchNames": [service["metadata"]["namespace"]]
+    }
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout"}
+        assert endpoint["port"] in port_names
+        assert endpoint["path"] == "/metrics"
+        assert endpoint["scheme"] == "http"
+    assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"

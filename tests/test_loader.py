@@ -1,0 +1,192 @@
+"""Loading templates: every kind of broken file is reported with file, field and line."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from injector.loader import Source, configmap_sources, file_sources, load_directory, load_sources
+
+GOOD = """\
+containers:
+  - name: sidecar
+    image: busybox:1.36
+"""
+
+
+def load_one(text: str, key: str = "t.yaml") -> list[str]:
+    result = load_sources([Source(key, textwrap.dedent(text), key)])
+    return [str(e) for errs in result.errors.values() for e in errs]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("containers: [\n", "t.yaml:2: invalid YAML: did not find expected node content"),
+        (
+            "containers:\n  - name: a\n    image: b\n  bad\n",
+            "t.yaml:5: invalid YAML: could not find",
+        ),
+        ("- a\n- b\n", "t.yaml:1: a template must be a YAML map"),
+        (GOOD + "sidecars: []\n", "t.yaml:4: sidecars: unknown key; allowed: annotations,"),
+        (GOOD + "containers: []\n", "t.yaml:4: containers: duplicate key"),
+        (
+            "containers:\n  - name: Side_Car\n    image: x\n",
+            "t.yaml:2: containers[0].name: container name 'Side_Car' must be a literal DNS-1123",
+        ),
+        (
+            'containers:\n  - name: "{{ params.n }}"\n    image: x\n',
+            "containers[0].name: container name '{{ params.n }}' must be a literal",
+        ),
+        ("containers:\n  - name: a\n", "t.yaml:2: containers[0].image: a container needs an image"),
+        (
+            "containers:\n  - {name: a, image: x}\ninitContainers:\n  - {name: a, image: y}\n",
+            "t.yaml:4: initContainers[0].name: duplicate container name 'a' (also at containers[0])",
+        ),
+        (
+            "volumes:\n  - {name: v, emptyDir: {}}\n  - {name: v, emptyDir: {}}\n",
+            "t.yaml:3: volumes[1].name: duplicate volume name 'v' (also at volumes[0])",
+        ),
+        (
+            "initContainers:\n  - {name: a, image: x, restartPolicy: OnFailure}\n",
+            "initContainers[0].restartPolicy: may only be Always",
+        ),
+        ("volumeMounts:\n  - {name: v}\n", "t.yaml:2: volumeMounts[0].mountPath: is required"),
+        ("env:\n  - {value: x}\n", "env[0].name: is required"),
+        (
+            "env:\n  - {name: A, value: x}\n  - {name: A, value: y}\n",
+            "t.yaml:3: env[1].name: duplicate name 'A' (also at env[0])",
+        ),
+        ("labels:\n  tier: 3\n", "t.yaml:2: labels.tier: value 3 must be a string; quote it"),
+        ("labels:\n  'bad key!': x\n", "labels.bad key!: 'bad key!' is not a valid label key"),
+        ("annotations: [a]\n", "annotations: must be a map of string keys to string values"),
+        ("containers: {name: a}\n", "t.yaml:1: containers: must be a list"),
+        ("targetContainers: app\n", "targetContainers: must be a list of container names"),
+        (
+            'containers:\n  - name: a\n    image: "{{ params.image "\n',
+            "t.yaml:3: containers[0].image: template syntax error",
+        ),
+        (
+            'containers:\n  - name: a\n    image: "{{ image }}"\n',
+            "containers[0].image: unknown name image; use pod, params or template",
+        ),
+        (
+            'containers:\n  - name: a\n    image: "{{ params.imge }}"\n',
+            "containers[0].image: params.imge is not declared in parameters (declared: none)",
+        ),
+        (
+            'containers:\n  - name: a\n    image: "{{ pod.labels.team }}"\n',
+            "t.yaml:3: containers[0].image: test render against the canonical pod failed: "
+            "undefined value",
+        ),
+        (
+            "parameters:\n  port: {type: int, default: high}\n",
+            "t.yaml:2: parameters.port.default: 'high' is not an integer",
+        ),
+        (
+            "parameters:\n  port: {type: integer}\n",
+            "parameters.port.type: must be one of string, int, bool, quantity, got 'integer'",
+        ),
+        ("parameters: [a]\n", "parameters: must be a map"),
+        ("labels:\n  a: \"{{ 'x' * 100000 }}\"\n", "not allowed in the sandbox"),
+        ("labels:\n  a: \"{{ ''.__class__ }}\"\n", "test render against the canonical pod failed"),
+        ('labels:\n  a: "{{ template.name }}!"\n', "label value 't!' is not valid"),
+    ],
+)
+def test_broken_templates_are_reported_precisely(text: str, expected: str) -> None:
+    errors = load_one(text)
+    assert any(e.startswith(expected) or expected in e for e in errors), errors
+
+
+def test_all_errors_of_a_file_are_collected() -> None:
+    errors = load_one("sidecars: []\nlabels: {a: 1}\ncontainers:\n  - name: A\n")
+    assert len(errors) == 3, errors
+
+
+def test_template_names_come_from_the_key() -> None:
+    assert "must be a DNS-1123 label" in load_one(GOOD, key="Log_Shipper.yaml")[0]
+    assert "not a template: keys must be named <template>.yaml" in load_one(GOOD, "x.json")[0]
+
+
+def test_a_broken_file_does_not_stop_the_others() -> None:
+    result = load_sources(
+        [Source("good.yaml", GOOD, "good.yaml"), Source("bad.yaml", "containers: [", "bad.yaml")]
+    )
+    assert list(result.templates) == ["good"]
+    assert list(result.errors) == ["bad"]
+
+
+def kubelet_volume(
+    root: Path, files: dict[str, str], stamp: str = "..2026_11_26_00_00_00.1"
+) -> None:
+    """Lay files out like the kubelet does for a ConfigMap volume."""
+    data = root / stamp
+    data.mkdir(parents=True)
+    for name, text in files.items():
+        (data / name).write_text(text)
+    os.symlink(stamp, root / "..data")
+    for name in files:
+        os.symlink(f"..data/{name}", root / name)
+
+
+def test_a_kubelet_volume_is_read_through_its_symlinks(tmp_path: Path) -> None:
+    kubelet_volume(tmp_path, {"sidecar.yaml": GOOD, "other.yaml": GOOD})
+    result = load_directory(tmp_path)
+    assert sorted(result.templates) == ["other", "sidecar"]
+    assert result.errors == {}
+
+
+def test_dot_entries_and_directories_are_ignored(tmp_path: Path) -> None:
+    (tmp_path / ".hidden.yaml").write_text("not: [valid")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.yaml").write_text(GOOD)
+    assert list(load_directory(tmp_path).templates) == ["a"]
+
+
+def test_unreadable_files_are_load_errors(tmp_path: Path) -> None:
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00")
+    errors = load_directory(tmp_path).errors["bin"]
+    assert str(errors[0]).startswith("bin.yaml: cannot read:")
+
+
+CONFIGMAP = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: sidecar-injector-templates
+data:
+  good.yaml: |
+    containers:
+      - name: sidecar
+        image: busybox:1.36
+  bad.yaml: |
+    containers:
+      - name: sidecar
+        image: busybox:1.36
+    volumes: 3
+"""
+
+
+def test_configmap_lines_point_into_the_manifest(tmp_path: Path) -> None:
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text(CONFIGMAP)
+    result = load_sources(file_sources(manifest))
+    assert list(result.templates) == ["good"]
+    assert [str(e) for e in result.errors["bad"]] == [
+        f"{manifest}[bad.yaml]:14: volumes: must be a list"
+    ]
+
+
+def test_other_documents_and_kinds_are_not_templates() -> None:
+    assert configmap_sources("kind: Secret\ndata: {a.yaml: x}\n---\n- 1\n", "m.yaml") == []
+
+
+def test_a_plain_file_is_one_template(tmp_path: Path) -> None:
+    path = tmp_path / "one.yaml"
+    path.write_text(GOOD)
+    assert list(load_sources(file_sources(path)).templates) == ["one"]
+    path.write_text("containers: [")
+    assert "invalid YAML" in str(load_sources(file_sources(path)).errors["one"][0])

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import pytest
+
+from injector.render import Const
+from tests.helpers import VIEW, catalog, template
+
+TYPED = """
+parameters:
+  port: {type: int, default: 8080}
+  debug: {type: bool, default: false}
+  image: {type: string, default: "busybox:1.36"}
+containers:
+  - name: s
+    image: "{{ params.image }}"
+    args: ["{{ params.port }}", "--debug={{ params.debug }}"]
+    command: ["{{ params.debug }}"]
+    ports: [{containerPort: "{{ params.port }}"}]
+    tty: "{{ params.debug }}"
+    env:
+      - {name: PORT, value: "{{ params.port }}"}
+env:
+  - {name: DEBUG, value: "{{ params.debug }}"}
+labels:
+  port: "{{ params.port }}"
+annotations:
+  debug: "{{ params.debug }}"
+  mixed: " {{ params.port }}"
+"""
+
+
+def test_single_int_or_bool_expressions_keep_their_type_outside_string_fields() -> None:
+    rendered = template(TYPED).render(VIEW, {})
+    container = rendered.containers[0]
+    assert container["ports"] == [{"containerPort": 8080}]
+    assert container["tty"] is False
+    assert container["args"] == ["8080", "--debug=false"]
+    assert container["command"] == ["false"]
+    assert container["env"] == [{"name": "PORT", "value": "8080"}]
+    assert rendered.env == [{"name": "DEBUG", "value": "false"}]
+    assert rendered.labels == {"port": "8080"}
+    assert rendered.annotations == {"debug": "false", "mixed": " 8080"}
+
+
+def test_overrides_replace_defaults() -> None:
+    rendered = template(TYPED).render(VIEW, {"port": 9000, "debug": True})
+    assert rendered.containers[0]["ports"] == [{"containerPort": 9000}]
+    assert rendered.containers[0]["tty"] is True
+    assert rendered.labels == {"port": "9000"}
+
+
+def test_the_pod_context() -> None:
+    text = """
+    annotations:
+      a: "{{ pod.name }}/{{ pod.generateName }}/{{ pod.namespace }}/{{ pod.serviceAccountName }}"
+      b: "{{ pod.labels.app }} {{ pod.labels.get('missing', 'none') }} {{ template.name }}"
+    """
+    assert template(text, "ctx").render(VIEW, {}).annotations == {
+        "a": "web-1/web-/shop/web",
+        "b": "web none ctx",
+    }
+
+
+def test_only_pod_dependent_leaves_are_left_to_render_per_request() -> None:
+    compiled = template(
+        """
+        parameters: {image: {type: string, default: "busybox:1.36"}}
+        containers:
+          - name: s
+            image: "{{ params.image }}"
+            args: ["--static"]
+        volumes:
+          - {name: v, emptyDir: {}}
+        annotations:
+          owner: "{{ pod.name }}"
+        """
+    )
+    bound = compiled.defaults_bound
+    assert bound is not None and not isinstance(bound, Const)
+    items = dict(bound.items)  # type: ignore[attr-defined]
+    assert isinstance(items["containers"], Const)
+    assert isinstance(items["volumes"], Const)
+    assert not isinstance(items["annotations"], Const)
+
+
+def test_constant_parts_are_shared_but_dynamic_parts_are_fresh() -> None:
+    compiled = template(
+        "containers: [{name: s, image: x}]\nannotations: {owner: '{{ pod.name }}'}\n"
+    )
+    first, second = compiled.render(VIEW, {}), compiled.render(VIEW, {})
+    assert first.containers is second.containers
+    assert first.annotations is not second.annotations
+
+
+def test_params_expose_exactly_the_declared_parameters() -> None:
+    # A dict would turn params.items into a method; the namespace makes it a load error.
+    text = "parameters: {a: {type: string, default: x}}\nlabels: {l: '{{ params.items }}'}\n"
+    with pytest.raises(AssertionError, match="params.items is not declared"):
+        catalog(t=text)
+
+
+def test_required_parameters_have_no_prebound_tree() -> None:
+    compiled = template(
+        "parameters: {image: {type: string}}\ncontainers: [{name: s, image: '{{ params.image }}'}]\n"
+    )
+    assert compiled.defaults_bound is None
+    assert compiled.required_params() == ["image"]
+    assert compiled.render(VIEW, {"image": "y"}).containers[0]["image"] == "y"
