@@ -79,6 +79,7 @@ def _load_one(name: str, source: Source) -> tuple[Template | None, list[LoadErro
                 None if line is None else line + source.line_offset,
             )
         )
+    errors.sort(key=lambda e: e.line or 0)
     return (template if not errors else None), errors
 
 

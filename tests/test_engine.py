@@ -148,7 +148,10 @@ def test_render_failures_at_request_time_name_the_field() -> None:
     [
         (lambda p: p.pop("spec"), "the pod has no spec"),
         (lambda p: p.update(metadata=[]), "the pod has no metadata"),
-        (lambda p: p["spec"].update(containers=[]), "spec.containers must list at least one container"),
+        (
+            lambda p: p["spec"].update(containers=[]),
+            "spec.containers must list at least one container",
+        ),
         (lambda p: p["spec"].update(volumes={}), "spec.volumes must be a list of objects"),
         (lambda p: p["metadata"].update(annotations="x"), "metadata.annotations must be a map"),
     ],

@@ -7,8 +7,8 @@ import pytest
 from injector.params import ParamSpec, parse_spec
 
 
-def spec(name: str = "p", **raw: object) -> ParamSpec:
-    parsed, problems = parse_spec(name, raw)
+def spec(**raw: object) -> ParamSpec:
+    parsed, problems = parse_spec("p", raw)
     assert not problems, problems
     assert parsed is not None
     return parsed

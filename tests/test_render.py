@@ -95,7 +95,7 @@ def test_constant_parts_are_shared_but_dynamic_parts_are_fresh() -> None:
 def test_params_expose_exactly_the_declared_parameters() -> None:
     # A dict would turn params.items into a method; the namespace makes it a load error.
     text = "parameters: {a: {type: string, default: x}}\nlabels: {l: '{{ params.items }}'}\n"
-    with pytest.raises(AssertionError, match="params.items is not declared"):
+    with pytest.raises(AssertionError, match=r"params\.items is not declared"):
         catalog(t=text)
 
 

@@ -1,0 +1,192 @@
+"""The real `sidecar-injector` console script: inject and validate, as operators run them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.k8s import assert_valid
+
+ROOT = Path(__file__).parents[1]
+EXAMPLES = ROOT / "examples"
+COMMAND = str(Path(sys.executable).parent / "sidecar-injector")
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [COMMAND, *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def inject(*args: str, stdin: str | None = None) -> list[Any]:
+    result = run("inject", "--templates-dir", str(EXAMPLES / "templates"), *args, stdin=stdin)
+    assert result.returncode == 0, result.stderr
+    return list(yaml.safe_load_all(result.stdout))
+
+
+def names(containers: list[dict[str, Any]]) -> list[str]:
+    return [c["name"] for c in containers]
+
+
+def test_inject_a_pod_manifest() -> None:
+    (pod,) = inject("-f", str(EXAMPLES / "manifests" / "pod.yaml"))
+    assert_valid(pod)
+    assert names(pod["spec"]["containers"]) == ["app", "log-shipper", "trace-agent"]
+    assert "--log-level=debug" in pod["spec"]["containers"][1]["args"]
+    assert "sidecar-injector.io/status" in pod["metadata"]["annotations"]
+
+
+def test_inject_a_deployment_and_pass_other_kinds_through() -> None:
+    deployment, service = inject("-f", str(EXAMPLES / "manifests" / "deployment.yaml"))
+    assert_valid(deployment)
+    template = deployment["spec"]["template"]
+    assert names(template["spec"]["initContainers"]) == ["envoy-proxy"]
+    assert "--concurrency=4" in template["spec"]["initContainers"][0]["args"]
+    assert "generateName" not in template["metadata"]
+    source = list(yaml.safe_load_all((EXAMPLES / "manifests" / "deployment.yaml").read_text()))
+    assert service == source[1]
+
+
+WORKLOADS = """
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: nightly}
+spec:
+  schedule: "0 3 * * *"
+  jobTemplate:
+    spec:
+      template:
+        metadata: {annotations: {sidecar-injector.io/inject: log-shipper}}
+        spec:
+          restartPolicy: OnFailure
+          containers: [{name: job, image: "busybox:1.36"}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}, annotations: {sidecar-injector.io/inject: trace-agent}}
+    spec: {containers: [{name: db, image: "postgres:16"}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: node-agent}
+spec:
+  selector: {matchLabels: {app: node-agent}}
+  template:
+    metadata: {labels: {app: node-agent}}
+    spec: {containers: [{name: agent, image: "agent:1"}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {a: b}
+"""
+
+
+def test_inject_reads_stdin_and_handles_every_workload_kind() -> None:
+    cronjob, statefulset, daemonset, configmap = inject("-f", "-", stdin=WORKLOADS)
+    for obj in (cronjob, statefulset, daemonset, configmap):
+        assert_valid(obj)
+    job_pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert names(job_pod["containers"]) == ["job", "log-shipper"]
+    assert names(statefulset["spec"]["template"]["spec"]["containers"]) == ["db", "trace-agent"]
+    source = list(yaml.safe_load_all(WORKLOADS))
+    assert daemonset == source[2]
+    assert configmap == source[3]
+
+
+def test_inject_is_idempotent_on_its_own_output() -> None:
+    first = run(
+        "inject",
+        "--templates-dir",
+        str(EXAMPLES / "templates"),
+        "-f",
+        str(EXAMPLES / "manifests" / "pod.yaml"),
+    )
+    second = run(
+        "inject", "--templates-dir", str(EXAMPLES / "templates"), "-f", "-", stdin=first.stdout
+    )
+    assert second.returncode == 0
+    assert yaml.safe_load(second.stdout) == yaml.safe_load(first.stdout)
+
+
+def test_inject_errors_name_the_object_and_print_nothing() -> None:
+    pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: typo, annotations: {sidecar-injector.io/inject: log-shiper}}\nspec: {containers: [{name: a, image: b}]}\n"
+    result = run("inject", "--templates-dir", str(EXAMPLES / "templates"), "-f", "-", stdin=pod)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: Pod/typo: template 'log-shiper' not found; available: envoy-proxy, log-shipper, trace-agent\n"
+    )
+
+
+def test_inject_warnings_go_to_stderr() -> None:
+    pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: w, annotations: {sidecar-injector.io/inject: trace-agent}}\nspec: {containers: [{name: a, image: b, env: [{name: OTEL_SERVICE_NAME, value: mine}]}]}\n"
+    result = run("inject", "--templates-dir", str(EXAMPLES / "templates"), "-f", "-", stdin=pod)
+    assert result.returncode == 0
+    assert (
+        "warning: Pod/w: template 'trace-agent': container 'a' already has env var OTEL_SERVICE_NAME"
+        in result.stderr
+    )
+
+
+def test_inject_usage_errors() -> None:
+    assert run("inject", "--templates-dir", "/nonexistent", "-f", "-", stdin="").returncode == 2
+    result = run(
+        "inject", "--templates-dir", str(EXAMPLES / "templates"), "-f", "/nonexistent.yaml"
+    )
+    assert result.returncode == 2
+    assert "cannot read /nonexistent.yaml" in result.stderr
+    bad = run("inject", "--templates-dir", str(EXAMPLES / "templates"), "-f", "-", stdin="a: [")
+    assert bad.returncode == 2
+    assert run().returncode == 2
+
+
+def test_validate_accepts_the_examples() -> None:
+    result = run("validate", str(EXAMPLES / "templates"))
+    assert result.returncode == 0, result.stdout
+    assert result.stderr == "3 template(s) valid, 0 broken\n"
+
+
+def test_validate_prints_one_line_per_problem(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text("containers: [{name: s, image: x}]\n")
+    (tmp_path / "bad.yaml").write_text(
+        "containers:\n  - name: S\n    image: '{{ params.img }}'\nsidecars: []\n"
+    )
+    result = run("validate", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "bad.yaml:2: containers[0].name: container name 'S' must be a literal DNS-1123 label (lower-case letters, digits, '-'; no expressions)",
+        "bad.yaml:3: containers[0].image: params.img is not declared in parameters (declared: none)",
+        "bad.yaml:4: sidecars: unknown key; allowed: annotations, containers, description, env, imagePullSecrets, initContainers, labels, parameters, targetContainers, volumeMounts, volumes",
+    ]
+    assert result.stderr == "1 template(s) valid, 1 broken\n"
+
+
+def test_validate_a_configmap_manifest(tmp_path: Path) -> None:
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: t}\ndata:\n"
+        "  ok.yaml: |\n    containers: [{name: s, image: x}]\n"
+        "  broken.yaml: |\n    containers:\n      - name: s\n        image: x\n        imagePullPolicy: Always\n    labels: {a: 1}\n"
+    )
+    result = run("validate", str(manifest))
+    assert result.returncode == 1
+    assert (
+        result.stdout
+        == f"{manifest}[broken.yaml]:12: labels.a: value 1 must be a string; quote it\n"
+    )
+
+
+def test_validate_missing_path() -> None:
+    result = run("validate", "/nonexistent")
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
