@@ -16,6 +16,7 @@ from injector.catalog import Catalog
 from injector.loader import LoadResult, directory_sources, file_sources, load_sources
 from injector.manifests import inject_all
 from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings
+from injector.service.config import add_arguments as add_serve_arguments
 
 DEFAULT_TEMPLATES_DIR = "/etc/sidecar-injector/templates"
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -39,9 +40,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    _add_serve(commands)
     _add_inject(commands)
     _add_validate(commands)
     return parser
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the admission webhook (HTTPS /mutate, plain HTTP metrics and probes)",
+        description="Run the mutating admission webhook. Every flag can also be set with the "
+        "environment variable SIDECAR_INJECTOR_<FLAG>, e.g. SIDECAR_INJECTOR_ON_ERROR=allow.",
+    )
+    add_serve_arguments(serve)
+    serve.set_defaults(handler=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    # Imported here so the offline commands do not pay for uvicorn and Starlette.
+    from injector.service.main import serve  # noqa: PLC0415
+
+    return serve(args)
 
 
 def _add_inject(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -109,6 +109,8 @@ def _app_containers(
                 f"template {injection.template.name!r}: targetContainers {', '.join(missing)} "
                 "not found in the pod; nothing added to them"
             )
+    if not any(i.rendered.env or i.rendered.volume_mounts for i in injections):
+        return
     for index, container in enumerate(containers):
         env, mounts = _additions(container, injections, warnings)
         base = f"/spec/containers/{index}"
@@ -141,13 +143,16 @@ class _Claims:
     """Who set each env var (or mount path) of one container: the pod ("") or a template."""
 
     def __init__(self, entries: JSON, key: str, what: str, container: str, warnings: list[str]):
-        items = entries if isinstance(entries, list) else []
-        self.owners = {str(e.get(key)): "" for e in items if isinstance(e, dict)}
+        self.entries = entries if isinstance(entries, list) else []
+        self.key = key
+        self.owners: dict[str, str] | None = None  # built on first use: most templates add no env
         self.what = what
         self.container = container
         self.warnings = warnings
 
     def claim(self, key: str, template: str) -> bool:
+        if self.owners is None:
+            self.owners = {str(e.get(self.key)): "" for e in self.entries if isinstance(e, dict)}
         owner = self.owners.setdefault(key, template)
         if owner == template:
             return True

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from injector.render import Const
+from injector.render import ENVIRONMENT, Const, RenderError, Text, _pieces, make_context
 from tests.helpers import VIEW, catalog, template
 
 TYPED = """
@@ -106,3 +106,53 @@ def test_required_parameters_have_no_prebound_tree() -> None:
     assert compiled.defaults_bound is None
     assert compiled.required_params() == ["image"]
     assert compiled.render(VIEW, {"image": "y"}).containers[0]["image"] == "y"
+
+
+EXPRESSIONS = [
+    "{{ pod.name }}",
+    "{{ pod.namespace }}.{{ pod.name }}",
+    "{{ pod.labels.app }}",
+    "{{ pod.labels['app.kubernetes.io/name'] }}",
+    "{{ pod.labels.items }}",
+    "{{ pod.labels['items'] }}",
+    "{{ pod.labels.missing }}",
+    "{{ pod.annotations }}",
+    "{{ params.port }}:{{ params.debug }}:{{ params.ratio }}:{{ params.none }}",
+    "{{ params.nope }}",
+    "{{ template.name }}-{{ template.nope }}",
+    "{{- pod.name -}} x",
+    "{{ pod.name | upper }}",
+    "{% if params.debug %}d{% endif %}",
+]
+LABELS = [{}, {"app": "web", "items": "x", "app.kubernetes.io/name": "n"}]
+
+
+@pytest.mark.parametrize("source", EXPRESSIONS)
+@pytest.mark.parametrize("labels", LABELS)
+def test_the_fast_path_renders_exactly_like_jinja(source: str, labels: dict[str, str]) -> None:
+    ast = ENVIRONMENT.parse(source)
+    fast = Text(ENVIRONMENT.from_string(ast), ("x",), True, _pieces(ast))
+    slow = Text(fast.template, ("x",), True, None)
+    ctx = make_context(
+        {**VIEW, "labels": labels, "annotations": {"a": "b"}},
+        {"port": 8080, "debug": True, "ratio": 0.5, "none": None},
+        "t",
+    )
+    outcomes = []
+    for text in (fast, slow):
+        try:
+            outcomes.append(("ok", text.render(ctx)))
+        except RenderError as exc:
+            outcomes.append(("error", exc.message))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_plain_lookups_take_the_fast_path() -> None:
+    assert _pieces(ENVIRONMENT.parse("a-{{ pod.labels['x/y'] }}.{{ params.p }}")) == (
+        "a-",
+        ("pod", ("labels", "x/y")),
+        ".",
+        ("params", ("p",)),
+    )
+    assert _pieces(ENVIRONMENT.parse("{{ pod.name | upper }}")) is None
+    assert _pieces(ENVIRONMENT.parse("{% if pod %}x{% endif %}")) is None
