@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# The sidecar-injector image: `docker build -t sidecar-injector .` from the repository root.
+# Base pinned by tag; pin it by digest too (python:<tag>@sha256:...) in your registry mirror.
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+# The venv has no pip of its own: the build stage's pip installs into it, so no installer
+# is shipped in the image.
+RUN python -m venv --without-pip /opt/venv
+# Dependencies first, exactly as locked (hashes checked, wheels only: no compiler needed).
+# This layer is rebuilt only when the lock file changes.
+COPY requirements.txt /tmp/requirements.txt
+RUN python -m pip --python /opt/venv/bin/python install \
+        --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements.txt
+# Then the application itself, as a wheel built from the sources.
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY injector ./injector
+RUN python -m pip wheel --no-deps --wheel-dir /dist . \
+ && python -m pip --python /opt/venv/bin/python install --no-deps /dist/*.whl
+
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="sidecar-injector" \
+      org.opencontainers.image.description="Kubernetes mutating admission webhook that injects sidecars from ConfigMap templates" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# No installers at run time.
+RUN python -m pip uninstall --yes --quiet pip setuptools wheel
+COPY --from=build /opt/venv /opt/venv
+# The root filesystem is read-only at run time (the chart mounts an emptyDir on /tmp):
+# bytecode was compiled at install time and is never written.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+# Numeric, so that Kubernetes can check runAsNonRoot; the chart runs as the same IDs.
+USER 65532:65532
+# HTTPS /mutate and plain HTTP /metrics, /healthz, /readyz (the service's default ports).
+EXPOSE 8443 8080
+ENTRYPOINT ["sidecar-injector"]
+CMD ["serve"]

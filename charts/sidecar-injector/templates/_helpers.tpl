@@ -1,0 +1,220 @@
+{{/*
+Names. Kubernetes names are at most 63 characters (DNS labels), so every helper truncates.
+*/}}
+{{- define "sidecar-injector.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "sidecar-injector.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A name derived from the full name: (fullname truncated to fit) + "-" + suffix. */}}
+{{- define "sidecar-injector.suffixed" -}}
+{{- $root := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- $base := include "sidecar-injector.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" }}
+{{- printf "%s-%s" $base $suffix }}
+{{- end }}
+
+{{- define "sidecar-injector.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "sidecar-injector.serviceName" -}}
+{{- include "sidecar-injector.fullname" . }}
+{{- end }}
+
+{{- define "sidecar-injector.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "sidecar-injector.fullname" .) .Values.serviceAccount.name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "sidecar-injector.templatesConfigMapName" -}}
+{{- if .Values.templatesConfigMap.existing }}
+{{- .Values.templatesConfigMap.existing }}
+{{- else }}
+{{- include "sidecar-injector.suffixed" (list . "templates") }}
+{{- end }}
+{{- end }}
+
+{{- define "sidecar-injector.selfSignedIssuerName" -}}
+{{- include "sidecar-injector.suffixed" (list . "selfsigned") }}
+{{- end }}
+
+{{- define "sidecar-injector.caName" -}}
+{{- include "sidecar-injector.suffixed" (list . "ca") }}
+{{- end }}
+
+{{- define "sidecar-injector.servingCertName" -}}
+{{- include "sidecar-injector.suffixed" (list . "serving") }}
+{{- end }}
+
+{{/* The Secret mounted as the serving certificate. */}}
+{{- define "sidecar-injector.tlsSecretName" -}}
+{{- if .Values.certManager.enabled }}
+{{- include "sidecar-injector.suffixed" (list . "tls") }}
+{{- else }}
+{{- required "tls.existingSecret is required when certManager.enabled is false" .Values.tls.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{/*
+The Certificate whose Secret's ca.crt cert-manager's cainjector copies into the caBundle:
+the chart's own CA (stable across serving-cert renewals), or the serving certificate when an
+external issuer signs it (its ca.crt is that issuer's CA).
+*/}}
+{{- define "sidecar-injector.caInjectionSource" -}}
+{{- if .Values.certManager.issuerRef.name }}
+{{- printf "%s/%s" .Release.Namespace (include "sidecar-injector.servingCertName" .) }}
+{{- else }}
+{{- printf "%s/%s" .Release.Namespace (include "sidecar-injector.caName" .) }}
+{{- end }}
+{{- end }}
+
+{{/* Labels. */}}
+{{- define "sidecar-injector.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sidecar-injector.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "sidecar-injector.labels" -}}
+helm.sh/chart: {{ include "sidecar-injector.chart" . }}
+{{ include "sidecar-injector.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | trimSuffix "-" | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: sidecar-injector
+{{- end }}
+
+{{/* The webhook Pods: selector labels plus the component. */}}
+{{- define "sidecar-injector.webhookSelectorLabels" -}}
+{{ include "sidecar-injector.selectorLabels" . }}
+app.kubernetes.io/component: webhook
+{{- end }}
+
+{{/* Labels that only the helm test Pod carries; the test webhook entry selects them. */}}
+{{- define "sidecar-injector.testSelectorLabels" -}}
+{{ include "sidecar-injector.selectorLabels" . }}
+app.kubernetes.io/component: helm-test
+{{- end }}
+
+{{/* The image reference: by digest when one is given, else by tag (default appVersion). */}}
+{{- define "sidecar-injector.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/* Namespaces the service skips: kube-system always, plus config.excludeNamespaces. */}}
+{{- define "sidecar-injector.serviceExcludedNamespaces" -}}
+{{- prepend .Values.config.excludeNamespaces "kube-system" | uniq | join "," }}
+{{- end }}
+
+{{/*
+Namespaces never sent to the webhook: those the service skips plus the release namespace,
+so that the injector's own Pods never depend on it.
+*/}}
+{{- define "sidecar-injector.webhookExcludedNamespaces" -}}
+{{- append (prepend .Values.config.excludeNamespaces "kube-system") .Release.Namespace | uniq | toJson }}
+{{- end }}
+
+{{/* The opt-in annotation. */}}
+{{- define "sidecar-injector.injectAnnotation" -}}
+{{- printf "%s/inject" .Values.config.annotationPrefix }}
+{{- end }}
+
+{{/* The seconds the service needs to stop after SIGTERM: drain period plus graceful stop. */}}
+{{- define "sidecar-injector.stopSeconds" -}}
+{{- add .Values.config.shutdownDelaySeconds .Values.config.gracefulTimeoutSeconds }}
+{{- end }}
+
+{{- define "sidecar-injector.terminationGracePeriodSeconds" -}}
+{{- $stop := include "sidecar-injector.stopSeconds" . | int }}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds }}
+{{- add $stop 5 }}
+{{- else if le (int .Values.terminationGracePeriodSeconds) $stop }}
+{{- fail (printf "terminationGracePeriodSeconds (%d) must exceed config.shutdownDelaySeconds + config.gracefulTimeoutSeconds (%d)" (int .Values.terminationGracePeriodSeconds) $stop) }}
+{{- else }}
+{{- .Values.terminationGracePeriodSeconds }}
+{{- end }}
+{{- end }}
+
+{{/* webhook.caBundle as the API wants it (base64), accepting plain PEM too. */}}
+{{- define "sidecar-injector.caBundle" -}}
+{{- $bundle := .Values.webhook.caBundle | trim }}
+{{- if hasPrefix "-----BEGIN" $bundle }}
+{{- printf "%s\n" $bundle | b64enc }}
+{{- else }}
+{{- $bundle }}
+{{- end }}
+{{- end }}
+
+{{/*
+The webhook clientConfig: the external URL, or the Service; plus the caBundle when
+cert-manager does not inject it.
+*/}}
+{{- define "sidecar-injector.clientConfig" -}}
+{{- if .Values.webhook.url }}
+url: {{ .Values.webhook.url | quote }}
+{{- else }}
+service:
+  name: {{ include "sidecar-injector.serviceName" . }}
+  namespace: {{ .Release.Namespace }}
+  path: /mutate
+  port: {{ .Values.service.port }}
+{{- end }}
+{{- if not .Values.certManager.enabled }}
+{{- $bundle := include "sidecar-injector.caBundle" . }}
+{{- if $bundle }}
+caBundle: {{ $bundle }}
+{{- else if not .Values.webhook.url }}
+{{- fail "webhook.caBundle is required when certManager.enabled is false (the CA that signed tls.existingSecret)" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+matchConditions: only Pods that opt in reach the webhook, so unrelated Pods never depend
+on it. "false" and "" mean not opted in, as in the service.
+*/}}
+{{- define "sidecar-injector.matchConditions" -}}
+{{- $key := include "sidecar-injector.injectAnnotation" . | squote }}
+- name: opted-in
+  expression: >-
+    has(object.metadata.annotations) && {{ $key }} in object.metadata.annotations &&
+    !(object.metadata.annotations[{{ $key }}] in ['', 'false'])
+{{- end }}
+
+{{/*
+The chart-managed templates as a JSON object, ConfigMap key -> text: the shipped examples,
+the helm-test template, then the user's (which win on a name clash).
+*/}}
+{{- define "sidecar-injector.templates" -}}
+{{- $templates := dict }}
+{{- if .Values.templatesConfigMap.examples }}
+{{- range $path, $_ := .Files.Glob "files/examples/*.yaml" }}
+{{- $_ := set $templates (base $path) ($.Files.Get $path) }}
+{{- end }}
+{{- end }}
+{{- if .Values.tests.enabled }}
+{{- $_ := set $templates "helm-test.yaml" (.Files.Get "files/helm-test.yaml") }}
+{{- end }}
+{{- range $name, $template := .Values.templates }}
+{{- $_ := set $templates (printf "%s.yaml" $name) (toYaml $template) }}
+{{- end }}
+{{- toJson $templates }}
+{{- end }}

@@ -1,0 +1,164 @@
+"""The Dockerfile cannot be built here (no Docker engine): pin what it promises the chart."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import yaml
+
+from .helm import CHART_DIR, REPO_ROOT
+
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+DOCKERIGNORE = REPO_ROOT / ".dockerignore"
+CHART_VALUES: dict[str, Any] = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+PYPROJECT: dict[str, Any] = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+BASE_TAG = re.compile(r"^python:3\.11\.\d+-slim-bookworm$")
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+    def all(self, keyword: str) -> list[str]:
+        return [args for kw, args in self.instructions if kw == keyword]
+
+    def last(self, keyword: str) -> str:
+        found = self.all(keyword)
+        assert found, f"no {keyword} in stage {self.name or self.base}"
+        return found[-1]
+
+
+def logical_lines(text: str) -> list[str]:
+    """Dockerfile lines with comments dropped and backslash continuations joined."""
+    lines: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        if raw.lstrip().startswith("#"):
+            continue
+        if raw.rstrip().endswith("\\"):
+            current += raw.rstrip()[:-1] + " "
+            continue
+        current += raw
+        if current.strip():
+            lines.append(current.strip())
+        current = ""
+    return lines
+
+
+def parse() -> tuple[dict[str, str], list[Stage]]:
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for line in logical_lines(DOCKERFILE.read_text()):
+        keyword, _, rest = line.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "ARG" and not stages:
+            name, _, default = rest.partition("=")
+            args[name] = default
+        elif keyword == "FROM":
+            words = rest.split()
+            base = re.sub(r"\$\{(\w+)\}", lambda m: args[m[1]], words[0])
+            stages.append(Stage(base, words[2] if len(words) == 3 else None))
+        else:
+            stages[-1].instructions.append((keyword, rest.strip()))
+    return args, stages
+
+
+ARGS, STAGES = parse()
+FINAL = STAGES[-1]
+
+
+def env(stage: Stage) -> dict[str, str]:
+    pairs = [shlex.split(e) for e in stage.all("ENV")]
+    return dict(p.split("=", 1) for group in pairs for p in group)
+
+
+def test_base_image_is_a_pinned_slim_python() -> None:
+    assert len(STAGES) >= 2, "multi-stage: build tools stay out of the final image"
+    for stage in STAGES:
+        assert BASE_TAG.match(stage.base), stage.base
+    assert len({s.base for s in STAGES}) == 1, "the venv is copied between stages: same Python"
+    floor = re.fullmatch(r">=(\d+)\.(\d+)", PYPROJECT["project"]["requires-python"])
+    version = re.match(r"python:(\d+)\.(\d+)\.", STAGES[0].base)
+    assert floor and version
+    assert tuple(map(int, version.groups())) >= tuple(map(int, floor.groups()))
+
+
+def test_user_is_numeric_and_matches_the_chart() -> None:
+    user, _, group = FINAL.last("USER").partition(":")
+    assert user.isdigit() and group.isdigit()
+    pod = CHART_VALUES["podSecurityContext"]
+    assert (int(user), int(group)) == (pod["runAsUser"], pod["runAsGroup"])
+    assert int(user) != 0 and pod["runAsNonRoot"] is True
+
+
+def test_entrypoint_is_the_console_script_and_cmd_the_charts_subcommand() -> None:
+    assert json.loads(FINAL.last("ENTRYPOINT")) == ["sidecar-injector"]
+    assert "sidecar-injector" in PYPROJECT["project"]["scripts"]
+    # The chart overrides CMD with its args, whose first word is the same sub-command.
+    assert json.loads(FINAL.last("CMD")) == ["serve"]
+    deployment = (CHART_DIR / "templates" / "webhook-deployment.yaml").read_text()
+    assert re.search(r'\$args := list "serve"', deployment)
+
+
+def test_exposed_ports_are_the_charts_defaults() -> None:
+    exposed = {int(p) for p in FINAL.last("EXPOSE").split()}
+    config = CHART_VALUES["config"]
+    assert exposed == {config["port"], config["metricsPort"]}
+
+
+def test_read_only_root_filesystem_ready() -> None:
+    variables = env(FINAL)
+    assert variables["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert variables["PYTHONUNBUFFERED"] == "1"
+    assert variables["HOME"] == "/tmp", "the chart's only writable path is the /tmp emptyDir"
+    assert variables["PATH"].startswith("/opt/venv/bin:")
+
+
+def test_dependencies_layer_first_then_the_wheel() -> None:
+    build = STAGES[0]
+    copies = build.all("COPY")
+    runs = build.all("RUN")
+    assert copies[0].split()[0] == "requirements.txt", "the lock file is the first layer"
+    [install] = [r for r in runs if "-r /tmp/requirements.txt" in r]
+    assert "--require-hashes" in install and "--no-deps" in install
+    assert runs.index(install) < next(i for i, r in enumerate(runs) if "wheel" in r)
+    assert any(c.split()[0] == "injector" for c in copies[1:])
+
+
+def test_final_stage_installs_nothing() -> None:
+    for run in FINAL.all("RUN"):
+        assert "install" not in run.replace("uninstall", ""), run
+        assert "apt-get" not in run
+    assert FINAL.all("COPY") == ["--from=build /opt/venv /opt/venv"]
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s.name or "final")
+def test_no_secrets_or_caches_baked_in(stage: Stage) -> None:
+    variables = env(stage)
+    assert variables.get("PIP_NO_CACHE_DIR", "1") == "1"
+    assert not [k for k in variables if "TOKEN" in k or "PASSWORD" in k]
+
+
+def test_dockerignore_allows_exactly_the_build_inputs() -> None:
+    lines = [
+        line
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*", "an allow-list: nothing reaches the build context by accident"
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    sources = {
+        word.rstrip("/")
+        for copy in STAGES[0].all("COPY")
+        for word in copy.split()[:-1]
+        if not word.startswith("--")
+    }
+    assert sources == allowed

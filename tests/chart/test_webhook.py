@@ -1,0 +1,215 @@
+"""The MutatingWebhookConfiguration: who is sent to the webhook, where, and with which CA."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+import yaml
+
+from .helm import CHART_DIR, NAMESPACE, RELEASE, Helm, Manifest
+
+MWC = "templates/webhook-mutatingwebhookconfiguration.yaml"
+
+
+def configuration(helm: Helm, values: dict[str, Any] | None = None, **kw: Any) -> Manifest:
+    [doc] = helm.template(values, show_only=[MWC], **kw)
+    assert doc["kind"] == "MutatingWebhookConfiguration"
+    return doc
+
+
+def main_webhook(doc: Manifest) -> Manifest:
+    webhook: Manifest = doc["webhooks"][0]
+    return webhook
+
+
+def excluded_namespaces(webhook: Manifest) -> list[str]:
+    [expr] = [
+        e
+        for e in webhook["namespaceSelector"]["matchExpressions"]
+        if e["key"] == "kubernetes.io/metadata.name"
+    ]
+    assert expr["operator"] == "NotIn"
+    values: list[str] = expr["values"]
+    return values
+
+
+def opt_in_expression(prefix: str) -> str:
+    key = f"'{prefix}/inject'"
+    return (
+        f"has(object.metadata.annotations) && {key} in object.metadata.annotations && "
+        f"!(object.metadata.annotations[{key}] in ['', 'false'])"
+    )
+
+
+def test_defaults(helm: Helm) -> None:
+    webhook = main_webhook(configuration(helm))
+    assert webhook["name"] == "inject.sidecar-injector.io"
+    assert len(webhook["name"].split(".")) >= 3
+    assert webhook["admissionReviewVersions"] == ["v1"]
+    assert webhook["sideEffects"] == "None"
+    assert webhook["failurePolicy"] == "Fail"
+    assert webhook["timeoutSeconds"] == 5
+    assert webhook["reinvocationPolicy"] == "Never"
+    assert webhook["matchPolicy"] == "Equivalent"
+    assert webhook["rules"] == [
+        {
+            "operations": ["CREATE"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }
+    ]
+    assert "objectSelector" not in webhook
+    assert webhook["clientConfig"] == {
+        "service": {"name": RELEASE, "namespace": NAMESPACE, "path": "/mutate", "port": 443}
+    }
+
+
+def test_policies_follow_values(helm: Helm) -> None:
+    values = {
+        "webhook": {
+            "name": "sidecars.platform.example.com",
+            "failurePolicy": "Ignore",
+            "timeoutSeconds": 12,
+            "reinvocationPolicy": "IfNeeded",
+            "objectSelector": {"matchLabels": {"example.com/sidecars": "yes"}},
+        },
+        "service": {"port": 8443},
+    }
+    webhook = main_webhook(configuration(helm, values))
+    assert webhook["name"] == "sidecars.platform.example.com"
+    assert webhook["failurePolicy"] == "Ignore"
+    assert webhook["timeoutSeconds"] == 12
+    assert webhook["reinvocationPolicy"] == "IfNeeded"
+    assert webhook["objectSelector"] == {"matchLabels": {"example.com/sidecars": "yes"}}
+    assert webhook["clientConfig"]["service"]["port"] == 8443
+
+
+def test_namespace_selector_always_excludes_kube_system_and_release_namespace(
+    helm: Helm,
+) -> None:
+    webhook = main_webhook(configuration(helm, namespace="platform"))
+    assert excluded_namespaces(webhook) == [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "platform",
+    ]
+
+
+def test_namespace_selector_keeps_exclusions_when_user_list_is_emptied(helm: Helm) -> None:
+    webhook = main_webhook(configuration(helm, {"config": {"excludeNamespaces": []}}))
+    assert excluded_namespaces(webhook) == ["kube-system", NAMESPACE]
+
+
+def test_namespace_selector_adds_user_exclusions_and_selectors(helm: Helm) -> None:
+    values = {
+        "config": {"excludeNamespaces": ["kube-system", "monitoring"]},
+        "webhook": {
+            "namespaceSelector": {
+                "matchLabels": {"example.com/injection": "enabled"},
+                "matchExpressions": [{"key": "tier", "operator": "In", "values": ["apps"]}],
+            }
+        },
+    }
+    selector = main_webhook(configuration(helm, values))["namespaceSelector"]
+    assert selector["matchLabels"] == {"example.com/injection": "enabled"}
+    assert {"key": "tier", "operator": "In", "values": ["apps"]} in selector["matchExpressions"]
+    # kube-system listed by the user too is not repeated.
+    assert excluded_namespaces(main_webhook(configuration(helm, values))) == [
+        "kube-system",
+        "monitoring",
+        NAMESPACE,
+    ]
+
+
+@pytest.mark.parametrize("prefix", ["sidecar-injector.io", "injector.example.com"])
+def test_match_conditions_follow_annotation_prefix(helm: Helm, prefix: str) -> None:
+    doc = configuration(helm, {"config": {"annotationPrefix": prefix}})
+    for webhook in doc["webhooks"]:
+        assert webhook["matchConditions"] == [
+            {"name": "opted-in", "expression": opt_in_expression(prefix)}
+        ]
+
+
+def test_cert_manager_injects_ca_of_own_ca_certificate(helm: Helm) -> None:
+    doc = configuration(helm)
+    [ca_certificate] = helm.template(show_only=["templates/cert-ca-certificate.yaml"])
+    assert ca_certificate["spec"]["isCA"] is True
+    target = f"{NAMESPACE}/{ca_certificate['metadata']['name']}"
+    assert doc["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": target}
+    for webhook in doc["webhooks"]:
+        assert "caBundle" not in webhook["clientConfig"]
+
+
+def test_existing_issuer_injects_ca_of_serving_certificate(helm: Helm) -> None:
+    issuer = {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    values = {"certManager": {"issuerRef": issuer}}
+    [serving] = helm.template(values, show_only=["templates/cert-serving-certificate.yaml"])
+    assert serving["spec"]["issuerRef"] == issuer
+    annotations = configuration(helm, values)["metadata"]["annotations"]
+    assert annotations["cert-manager.io/inject-ca-from"] == (
+        f"{NAMESPACE}/{serving['metadata']['name']}"
+    )
+
+
+PEM = (CHART_DIR / "ci" / "no-cert-manager-values.yaml").read_text()
+
+
+@pytest.mark.parametrize("encoded", [False, True], ids=["pem", "base64"])
+def test_ca_bundle_without_cert_manager(helm: Helm, encoded: bool) -> None:
+    pem: str = yaml.safe_load(PEM)["webhook"]["caBundle"]
+    bundle = base64.b64encode(pem.encode()).decode() if encoded else pem
+    values = {
+        "certManager": {"enabled": False},
+        "tls": {"existingSecret": "tls"},
+        "webhook": {"caBundle": bundle},
+    }
+    doc = configuration(helm, values)
+    assert "annotations" not in doc["metadata"]
+    for webhook in doc["webhooks"]:
+        assert base64.b64decode(webhook["clientConfig"]["caBundle"]).decode() == pem
+
+
+def test_external_url_replaces_service(helm: Helm) -> None:
+    url = "https://injector.example.com/mutate"
+    for webhook in configuration(helm, {"webhook": {"url": url}})["webhooks"]:
+        assert webhook["clientConfig"] == {"url": url}
+
+
+def test_external_url_with_publicly_trusted_cert_needs_no_bundle(helm: Helm) -> None:
+    values = {
+        "certManager": {"enabled": False},
+        "tls": {"existingSecret": "tls"},
+        "webhook": {"url": "https://injector.example.com/mutate"},
+    }
+    webhook = main_webhook(configuration(helm, values))
+    assert webhook["clientConfig"] == {"url": "https://injector.example.com/mutate"}
+
+
+def test_helm_test_entry_selects_only_the_test_pod(helm: Helm) -> None:
+    doc = configuration(helm)
+    [main, test] = doc["webhooks"]
+    assert test["name"] == f"helm-test.{main['name']}"
+    assert test["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}
+    [pod] = helm.template(show_only=["templates/tests/test-pod.yaml"])
+    selector = test["objectSelector"]["matchLabels"]
+    assert selector.items() <= pod["metadata"]["labels"].items()
+    assert selector["app.kubernetes.io/component"] == "helm-test"
+    assert {
+        k: v for k, v in test.items() if k not in ("name", "namespaceSelector", "objectSelector")
+    } == {
+        k: v for k, v in main.items() if k not in ("name", "namespaceSelector", "objectSelector")
+    } | {"failurePolicy": "Fail", "reinvocationPolicy": "Never"}
+    # The webhook's own Pods never match it.
+    [deployment] = helm.template(show_only=["templates/webhook-deployment.yaml"])
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= pod_labels.items()
+
+
+def test_no_helm_test_entry_when_tests_are_off(helm: Helm) -> None:
+    doc = configuration(helm, {"tests": {"enabled": False}})
+    assert [w["name"] for w in doc["webhooks"]] == ["inject.sidecar-injector.io"]
