@@ -300,8 +300,8 @@ def _lookup(ctx: Context, root: str, keys: tuple[str, ...]) -> str:
             value = value.__dict__[key]
         else:
             raise _Fallback
-    if value is None or isinstance(value, bool):
-        return str(_finalize(value))
-    if isinstance(value, str | int | float):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int):
         return str(value)
     raise _Fallback

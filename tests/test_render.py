@@ -117,7 +117,7 @@ EXPRESSIONS = [
     "{{ pod.labels['items'] }}",
     "{{ pod.labels.missing }}",
     "{{ pod.annotations }}",
-    "{{ params.port }}:{{ params.debug }}:{{ params.ratio }}:{{ params.none }}",
+    "{{ params.port }}:{{ params.debug }}",
     "{{ params.nope }}",
     "{{ template.name }}-{{ template.nope }}",
     "{{- pod.name -}} x",
@@ -135,7 +135,7 @@ def test_the_fast_path_renders_exactly_like_jinja(source: str, labels: dict[str,
     slow = Text(fast.template, ("x",), True, None)
     ctx = make_context(
         {**VIEW, "labels": labels, "annotations": {"a": "b"}},
-        {"port": 8080, "debug": True, "ratio": 0.5, "none": None},
+        {"port": 8080, "debug": True},
         "t",
     )
     outcomes = []
