@@ -6,7 +6,7 @@ import argparse
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Generic, Literal, TypeVar, get_args
 
@@ -82,13 +82,14 @@ class Config:
 # --- value parsers: text in, typed value out, ValueError with "expected ..." otherwise ---
 
 
-def _choice(kind: type[T]) -> Callable[[str], T]:
+def _choice(kind: object) -> Callable[[str], str]:
+    """A parser for the values of a Literal type."""
     choices: tuple[str, ...] = get_args(kind)
 
-    def parse(text: str) -> T:
+    def parse(text: str) -> str:
         if text not in choices:
             raise ValueError("expected one of " + ", ".join(choices))
-        return text  # type: ignore[return-value]
+        return text
 
     return parse
 
@@ -141,6 +142,10 @@ def _names(text: str) -> tuple[str, ...]:
     return names
 
 
+def _name_set(text: str) -> frozenset[str]:
+    return frozenset(_names(text))
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered not in _TRUE | _FALSE:
@@ -168,38 +173,107 @@ class Flag(Generic[T]):
 
 
 FLAGS: tuple[Flag[object], ...] = (
-    Flag("templates-dir", "/etc/sidecar-injector/templates", _path,
-         "directory of <template>.yaml files (the mounted templates ConfigMap)", "DIR"),
-    Flag("tls-cert", "/etc/sidecar-injector/tls/tls.crt", _path,
-         "PEM serving certificate (chain) for the HTTPS port", "FILE"),
-    Flag("tls-key", "/etc/sidecar-injector/tls/tls.key", _path,
-         "PEM private key of --tls-cert", "FILE"),
+    Flag(
+        "templates-dir",
+        "/etc/sidecar-injector/templates",
+        _path,
+        "directory of <template>.yaml files (the mounted templates ConfigMap)",
+        "DIR",
+    ),
+    Flag(
+        "tls-cert",
+        "/etc/sidecar-injector/tls/tls.crt",
+        _path,
+        "PEM serving certificate (chain) for the HTTPS port",
+        "FILE",
+    ),
+    Flag(
+        "tls-key",
+        "/etc/sidecar-injector/tls/tls.key",
+        _path,
+        "PEM private key of --tls-cert",
+        "FILE",
+    ),
     Flag("host", "0.0.0.0", _host, "bind address of both ports (:: for IPv6)", "ADDR"),
     Flag("port", "8443", _port, "HTTPS port serving POST /mutate", "PORT"),
-    Flag("metrics-port", "8080", _port,
-         "plain HTTP port serving /metrics, /healthz, /readyz, /debug/templates", "PORT"),
-    Flag("annotation-prefix", DEFAULT_PREFIX, _prefix,
-         "prefix of the pod annotations: <prefix>/inject, <prefix>/status", "PREFIX"),
-    Flag("default-templates", "", _names,
-         'comma-separated templates injected for <prefix>/inject: "true"', "NAMES"),
-    Flag("exclude-namespaces", ",".join(sorted(DEFAULT_EXCLUDED)), _names,
-         "comma-separated namespaces that are never injected", "NAMES"),
-    Flag("on-error", "deny", _choice(OnError),
-         "deny: refuse a pod whose injection fails; allow: admit it with a warning", "deny|allow"),
-    Flag("max-body-bytes", "3145728", _positive_int,
-         "largest AdmissionReview accepted (413 above)", "BYTES"),
-    Flag("log-level", "info", _choice(LogLevel), "least severe level logged",
-         "debug|info|warning|error"),
-    Flag("log-format", "json", _choice(LogFormat),
-         "json lines, or console for humans (the default with --dev)", "json|console"),
-    Flag("shutdown-delay", "5", _seconds,
-         "after SIGTERM, seconds to fail readiness and keep serving before stopping", "SECONDS"),
-    Flag("graceful-timeout", "10", _seconds,
-         "after the delay, seconds to let in-flight requests finish", "SECONDS"),
-    Flag("dev", "false", _bool,
-         "throwaway TLS, examples/templates, bind 127.0.0.1, print a curl command", None),
+    Flag(
+        "metrics-port",
+        "8080",
+        _port,
+        "plain HTTP port serving /metrics, /healthz, /readyz, /debug/templates",
+        "PORT",
+    ),
+    Flag(
+        "annotation-prefix",
+        DEFAULT_PREFIX,
+        _prefix,
+        "prefix of the pod annotations: <prefix>/inject, <prefix>/status",
+        "PREFIX",
+    ),
+    Flag(
+        "default-templates",
+        "",
+        _names,
+        'comma-separated templates injected for <prefix>/inject: "true"',
+        "NAMES",
+    ),
+    Flag(
+        "exclude-namespaces",
+        ",".join(sorted(DEFAULT_EXCLUDED)),
+        _name_set,
+        "comma-separated namespaces that are never injected",
+        "NAMES",
+    ),
+    Flag(
+        "on-error",
+        "deny",
+        _choice(OnError),
+        "deny: refuse a pod whose injection fails; allow: admit it with a warning",
+        "deny|allow",
+    ),
+    Flag(
+        "max-body-bytes",
+        "3145728",
+        _positive_int,
+        "largest AdmissionReview accepted (413 above)",
+        "BYTES",
+    ),
+    Flag(
+        "log-level",
+        "info",
+        _choice(LogLevel),
+        "least severe level logged",
+        "debug|info|warning|error",
+    ),
+    Flag(
+        "log-format",
+        "json",
+        _choice(LogFormat),
+        "json lines, or console for humans (the default with --dev)",
+        "json|console",
+    ),
+    Flag(
+        "shutdown-delay",
+        "5",
+        _seconds,
+        "after SIGTERM, seconds to fail readiness and keep serving before stopping",
+        "SECONDS",
+    ),
+    Flag(
+        "graceful-timeout",
+        "10",
+        _seconds,
+        "after the delay, seconds to let in-flight requests finish",
+        "SECONDS",
+    ),
+    Flag(
+        "dev",
+        "false",
+        _bool,
+        "throwaway TLS, examples/templates, bind 127.0.0.1, print a curl command",
+        None,
+    ),
 )
-_BY_DEST = {flag.dest: flag for flag in FLAGS}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -208,12 +282,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help_text = f"{flag.help} [env {flag.env}; default: {flag.default or 'none'}]"
         if flag.metavar is None:
             parser.add_argument(
-                f"--{flag.name}", dest=flag.dest, action="store_const", const="true",
-                default=None, help=help_text,
+                f"--{flag.name}",
+                dest=flag.dest,
+                action="store_const",
+                const="true",
+                default=None,
+                help=help_text,
             )
         else:
             parser.add_argument(
-                f"--{flag.name}", dest=flag.dest, default=None, metavar=flag.metavar,
+                f"--{flag.name}",
+                dest=flag.dest,
+                default=None,
+                metavar=flag.metavar,
                 help=help_text,
             )
 
@@ -240,16 +321,12 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> C
 
 def _dev_defaults(config: Config, given: Mapping[str, str]) -> Config:
     """--dev changes a few defaults; anything set explicitly still wins."""
-    from dataclasses import replace
-
-    changes: dict[str, object] = {}
-    if "host" not in given:
-        changes["host"] = "127.0.0.1"
-    if "log_format" not in given:
-        changes["log_format"] = "console"
-    if "templates_dir" not in given:
-        changes["templates_dir"] = examples_dir()
-    return replace(config, **changes)
+    return replace(
+        config,
+        host=config.host if "host" in given else "127.0.0.1",
+        log_format=config.log_format if "log_format" in given else "console",
+        templates_dir=config.templates_dir if "templates_dir" in given else examples_dir(),
+    )
 
 
 def _check(config: Config) -> Config:
@@ -262,7 +339,3 @@ def examples_dir() -> Path:
     """The repository's example templates: next to the package, else in the working directory."""
     here = Path(__file__).resolve().parents[2] / "examples" / "templates"
     return here if here.is_dir() else Path.cwd() / "examples" / "templates"
-
-
-def flag_for(dest: str) -> Flag[object]:
-    return _BY_DEST[dest]

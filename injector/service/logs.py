@@ -1,4 +1,4 @@
-"""Logging: structlog lines on stdout (JSON or console); uvicorn's stdlib logs share the renderer."""
+"""Logging: structlog lines on stdout (JSON or console); uvicorn's stdlib logs look the same."""
 
 from __future__ import annotations
 

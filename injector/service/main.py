@@ -7,6 +7,7 @@ import sys
 
 from injector.service.config import ConfigError, load
 from injector.service.logs import configure
+from injector.service.runner import run
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -17,6 +18,4 @@ def serve(args: argparse.Namespace) -> int:
         print(f"sidecar-injector serve: error: {exc}", file=sys.stderr)
         return 2
     configure(config.log_level, config.log_format)
-    from injector.service.runner import run
-
     return run(config)

@@ -42,15 +42,19 @@ class Metrics:
             return Gauge(name, doc, namespace=NAMESPACE, registry=registry)
 
         self.requests = counter(
-            "admission_requests", "Admission requests answered, by outcome and reason.",
+            "admission_requests",
+            "Admission requests answered, by outcome and reason.",
             ("outcome", "reason"),
         )
         self.injections = counter(
             "injections", "Templates injected into admitted pods.", ("template",)
         )
         self.duration = Histogram(
-            "admission_duration_seconds", "Time to answer one admission request.",
-            namespace=NAMESPACE, registry=registry, buckets=DURATION_BUCKETS,
+            "admission_duration_seconds",
+            "Time to answer one admission request.",
+            namespace=NAMESPACE,
+            registry=registry,
+            buckets=DURATION_BUCKETS,
         )
         self.templates_loaded = gauge("templates_loaded", "Templates available to requests.")
         self.template_load_errors = gauge(

@@ -1,0 +1,142 @@
+"""AdmissionReview v1 in and out: parse a request body, turn a Decision into the answer."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+import orjson
+
+from injector.catalog import Catalog
+from injector.engine import Decision, review
+from injector.policy import Settings
+from injector.service.config import OnError
+from injector.service.metrics import INTERNAL, Outcome
+
+API_VERSION = "admission.k8s.io/v1"
+KIND = "AdmissionReview"
+AUDIT_KEY = "injected-templates"
+
+
+class BadReview(ValueError):
+    """The body is not an AdmissionReview v1 request: an HTTP 400, not an admission answer."""
+
+
+class Status(TypedDict):
+    code: int
+    message: str
+
+
+class Response(TypedDict, total=False):
+    uid: str
+    allowed: bool
+    patchType: Literal["JSONPatch"]
+    patch: str
+    warnings: list[str]
+    auditAnnotations: dict[str, str]
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The serialized AdmissionReview answer and what the log line and metrics say about it."""
+
+    body: bytes
+    outcome: Outcome
+    reason: str
+    requested: tuple[str, ...] = ()
+    injected: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+
+
+def parse(body: bytes) -> dict[str, Any]:
+    """The `request` of an AdmissionReview v1 body; BadReview says what is wrong with it."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadReview(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise BadReview("request body is not an AdmissionReview: expected a JSON object")
+    if document.get("kind") != KIND or document.get("apiVersion") != API_VERSION:
+        raise BadReview(
+            f"expected kind {KIND} and apiVersion {API_VERSION}, got kind "
+            f"{document.get('kind')!r} and apiVersion {document.get('apiVersion')!r}"
+        )
+    request = document.get("request")
+    if not isinstance(request, dict):
+        raise BadReview("the AdmissionReview has no request object")
+    uid = request.get("uid")
+    if not isinstance(uid, str) or not uid:
+        raise BadReview("the AdmissionReview request has no uid")
+    return request
+
+
+def answer(
+    request: Mapping[str, Any], catalog: Catalog, settings: Settings, on_error: OnError
+) -> Answer:
+    """Decide for the request and encode the response, following --on-error on failures."""
+    decision = review(request, catalog, settings)
+    uid: str = request["uid"]
+    if decision.skip is not None:
+        return Answer(_encode({"uid": uid, "allowed": True}), "skipped", decision.skip)
+    if decision.errors and on_error == "deny":
+        return _deny(uid, decision)
+    response: Response = {"uid": uid, "allowed": True}
+    if decision.patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(orjson.dumps(decision.patch)).decode("ascii")
+        response["auditAnnotations"] = {AUDIT_KEY: ",".join(decision.injected)}
+    warnings = [*decision.warnings, *(e.message for e in decision.errors)]
+    if warnings:
+        response["warnings"] = warnings
+    if decision.errors:
+        outcome: Outcome = "error"
+        reason: str = decision.errors[0].reason
+    else:
+        outcome, reason = "injected", "ok"
+    return Answer(
+        _encode(response),
+        outcome,
+        reason,
+        decision.requested,
+        decision.injected if decision.patch else (),
+        tuple(e.message for e in decision.errors),
+    )
+
+
+def _deny(uid: str, decision: Decision) -> Answer:
+    messages = tuple(e.message for e in decision.errors)
+    response: Response = {
+        "uid": uid,
+        "allowed": False,
+        "status": {"code": 400, "message": "; ".join(messages)},
+    }
+    if decision.warnings:
+        response["warnings"] = list(decision.warnings)
+    return Answer(
+        _encode(response), "denied", decision.errors[0].reason, decision.requested, (), messages
+    )
+
+
+def internal_error(uid: str, on_error: OnError) -> Answer:
+    """The answer when deciding raised: no details leave the process, they are in the log."""
+    message = f"sidecar-injector hit an internal error on request {uid}; its logs have the details"
+    if on_error == "deny":
+        response: Response = {
+            "uid": uid,
+            "allowed": False,
+            "status": {"code": 500, "message": message + "; retry, or ask the cluster operator"},
+        }
+    else:
+        response = {
+            "uid": uid,
+            "allowed": True,
+            "warnings": [message + "; admitted without sidecars"],
+        }
+    return Answer(_encode(response), "error", INTERNAL, errors=(message,))
+
+
+def _encode(response: Response) -> bytes:
+    return orjson.dumps({"apiVersion": API_VERSION, "kind": KIND, "response": response})

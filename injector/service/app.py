@@ -1,0 +1,86 @@
+"""The two Starlette apps: the webhook (HTTPS) and the operations port (plain HTTP)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from injector.catalog import Catalog
+from injector.service.metrics import Metrics
+from injector.service.mutate import MutateEndpoint
+from injector.service.state import State
+from injector.template import Template
+
+
+def webhook_app(state: State, metrics: Metrics, max_body_bytes: int) -> Starlette:
+    """POST /mutate; everything else is a 404."""
+    endpoint = MutateEndpoint(state, metrics, max_body_bytes)
+    return Starlette(routes=[Route("/mutate", endpoint)])
+
+
+def ops_app(state: State, registry: CollectorRegistry) -> Starlette:
+    """/metrics, /healthz, /readyz and a read-only /debug/templates."""
+
+    async def metrics(request: Request) -> Response:
+        encode, content_type = choose_encoder(request.headers.get("accept", ""))
+        return Response(encode(registry), headers={"content-type": content_type})
+
+    async def healthz(request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = state.readiness()
+        ready = all(checks.values())
+        return _json({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+    async def templates(request: Request) -> Response:
+        return _json(describe(state.catalog))
+
+    return Starlette(
+        routes=[
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/debug/templates", templates, methods=["GET"]),
+        ]
+    )
+
+
+def describe(catalog: Catalog) -> dict[str, Any]:
+    """What operators need to see about the loaded templates; no rendered values."""
+    return {
+        "templates": [
+            _template(t, name in catalog.errors) for name, t in catalog.templates.items()
+        ],
+        "errors": {name: [str(e) for e in errs] for name, errs in catalog.errors.items()},
+        "broken": catalog.broken,
+    }
+
+
+def _template(template: Template, stale: bool) -> dict[str, Any]:
+    return {
+        "name": template.name,
+        "digest": template.digest,
+        "description": template.description,
+        "parameters": {
+            name: {"type": spec.type, "default": spec.default}
+            for name, spec in template.params.items()
+        },
+        "containers": list(template.container_names),
+        "initContainers": list(template.init_container_names),
+        "volumes": list(template.volume_names),
+        "targetContainers": list(template.target_containers),
+        # A newer version of the file failed to load; this is the last good one.
+        "stale": stale,
+    }
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status, media_type="application/json")

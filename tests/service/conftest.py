@@ -1,0 +1,24 @@
+"""Fixtures of the service tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from injector.catalog import Catalog
+from injector.loader import load_directory
+from tests.service.support import EXAMPLES, Harness, make_harness
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return Catalog.from_load(load_directory(EXAMPLES))
+
+
+@pytest.fixture
+def harness(catalog: Catalog) -> Harness:
+    return make_harness(catalog)
