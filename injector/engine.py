@@ -208,4 +208,8 @@ def _shape_problem(pod: JSON) -> str | None:
             return f"spec.{key} must be a list of objects"
     if not spec.get("containers"):
         return "spec.containers must list at least one container"
+    for index, container in enumerate(spec["containers"]):
+        for key in ("env", "volumeMounts"):
+            if not isinstance(container.get(key) or [], list):
+                return f"spec.containers[{index}].{key} must be a list"
     return None

@@ -109,56 +109,50 @@ def _app_containers(
                 f"template {injection.template.name!r}: targetContainers {', '.join(missing)} "
                 "not found in the pod; nothing added to them"
             )
-    if not any(i.rendered.env or i.rendered.volume_mounts for i in injections):
-        return
-    for index, container in enumerate(containers):
-        env, mounts = _additions(container, injections, warnings)
-        base = f"/spec/containers/{index}"
-        _append(ops, container, base, "env", env)
-        _append(ops, container, base, "volumeMounts", mounts)
-
-
-def _additions(
-    container: Obj, injections: Sequence[Injection], warnings: list[str]
-) -> tuple[list[JSON], list[JSON]]:
-    name = str(container.get("name"))
-    env_claims = _Claims(container.get("env"), "name", "env var", name, warnings)
-    mount_claims = _Claims(container.get("volumeMounts"), "mountPath", "mount path", name, warnings)
-    env: list[JSON] = []
-    mounts: list[JSON] = []
-    for injection in injections:
-        template = injection.template
-        if template.target_containers and name not in template.target_containers:
-            continue
-        env += [v for v in injection.rendered.env if env_claims.claim(v["name"], template.name)]
-        mounts += [
-            m
-            for m in injection.rendered.volume_mounts
-            if mount_claims.claim(m["mountPath"], template.name)
+    relevant = [i for i in injections if i.rendered.env or i.rendered.volume_mounts]
+    for index, container in enumerate(containers if relevant else ()):
+        name = container.get("name")
+        targeted = [
+            i
+            for i in relevant
+            if not i.template.target_containers or name in i.template.target_containers
         ]
-    return env, mounts
+        base = f"/spec/containers/{index}"
+        for key, field, sources in (
+            ("env", "name", [(i.template.name, i.rendered.env) for i in targeted]),
+            (
+                "volumeMounts",
+                "mountPath",
+                [(i.template.name, i.rendered.volume_mounts) for i in targeted],
+            ),
+        ):
+            if any(entries for _, entries in sources):
+                added = _not_yet_set(container, key, field, sources, warnings)
+                _append(ops, container, base, key, added)
 
 
-class _Claims:
-    """Who set each env var (or mount path) of one container: the pod ("") or a template."""
-
-    def __init__(self, entries: JSON, key: str, what: str, container: str, warnings: list[str]):
-        self.entries = entries if isinstance(entries, list) else []
-        self.key = key
-        self.owners: dict[str, str] | None = None  # built on first use: most templates add no env
-        self.what = what
-        self.container = container
-        self.warnings = warnings
-
-    def claim(self, key: str, template: str) -> bool:
-        if self.owners is None:
-            self.owners = {str(e.get(self.key)): "" for e in self.entries if isinstance(e, dict)}
-        owner = self.owners.setdefault(key, template)
-        if owner == template:
-            return True
-        by = "the pod" if owner == "" else f"template {owner!r}"
-        self.warnings.append(
-            f"template {template!r}: container {self.container!r} already has {self.what} "
-            f"{key} (set by {by}); kept it as it was"
-        )
-        return False
+def _not_yet_set(
+    container: Obj, key: str, field: str, sources: list[tuple[str, list[Obj]]], warnings: list[str]
+) -> list[JSON]:
+    """The entries whose `field` (env name, mount path) the container does not have yet; the
+    first to set one keeps it — the pod before any template, templates in order."""
+    existing = container.get(key)
+    owners = {
+        str(entry.get(field)): ""
+        for entry in (existing if isinstance(existing, list) else ())
+        if isinstance(entry, dict)
+    }
+    added: list[JSON] = []
+    for template, entries in sources:
+        for entry in entries:
+            owner = owners.setdefault(entry[field], template)
+            if owner == template:
+                added.append(entry)
+                continue
+            by = "the pod" if owner == "" else f"template {owner!r}"
+            what = "env var" if key == "env" else "mount path"
+            warnings.append(
+                f"template {template!r}: container {container.get('name')!r} already has {what} "
+                f"{entry[field]} (set by {by}); kept it as it was"
+            )
+    return added

@@ -189,3 +189,12 @@ def test_the_pod_is_never_modified() -> None:
 def test_no_opt_in_is_skipped() -> None:
     assert decide(pod(), "shop", CATALOG, S).skip == "not_requested"
     assert decide(opted_in("false"), "shop", CATALOG, S).skip == "not_requested"
+
+
+def test_container_env_and_mounts_must_be_lists() -> None:
+    p = opted_in("sidecar")
+    p["spec"]["containers"][0]["env"] = {"A": "b"}
+    decision = decide(p, "shop", CATALOG, S)
+    assert [(e.reason, e.message) for e in decision.errors] == [
+        ("invalid_pod", "spec.containers[0].env must be a list")
+    ]
