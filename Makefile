@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit venv clean lock
+.PHONY: run test lint typecheck unit e2e bench venv clean lock
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,8 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/sidecar-injector serve --dev
 
-## test: set everything up and run linters, type checks and the whole test suite
-test: lint typecheck unit
+## test: set everything up and run linters, type checks, the unit suite and the e2e suite
+test: lint typecheck unit e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -31,6 +31,14 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
+
+## e2e: the real service process driven like the kube-apiserver drives it (E2E_KUBECONFIG: a cluster)
+e2e: $(STAMP)
+	$(BIN)/pytest -q e2e
+
+## bench: load benchmark of /mutate against a fixed-response baseline; writes bench/results.md
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

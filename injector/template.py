@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from injector.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from injector.params import ParamSpec, Value, parse_spec
 from injector.render import Compiler, Node, RenderError, make_context
 from injector.types import JSON, Obj
@@ -27,12 +28,8 @@ MAP_SECTIONS = ("labels", "annotations")
 TOP_KEYS = frozenset(
     {"description", "parameters", "targetContainers", *LIST_SECTIONS, *MAP_SECTIONS}
 )
-DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
 
 CANONICAL_POD: Mapping[str, JSON] = {
     "name": "canonical-pod",
@@ -308,6 +305,6 @@ def _check_targets(targets: JSON, problems: list[Problem]) -> None:
 
 def _valid_key(key: str) -> bool:
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
         return False
     return bool(_QUALIFIED_NAME.match(name))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Generic, Literal, TypeVar, get_args
 
+from injector.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings
 
 ENV_PREFIX = "SIDECAR_INJECTOR_"
@@ -18,10 +18,6 @@ OnError = Literal["deny", "allow"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "console"]
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(
-    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-)
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
@@ -129,14 +125,14 @@ def _host(text: str) -> str:
 
 
 def _prefix(text: str) -> str:
-    if len(text) > 253 or not _DNS1123_SUBDOMAIN.match(text):
+    if len(text) > 253 or not DNS1123_SUBDOMAIN.match(text):
         raise ValueError("expected a DNS subdomain such as sidecar-injector.io")
     return text
 
 
 def _names(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    bad = [n for n in names if not _DNS1123_LABEL.match(n)]
+    bad = [n for n in names if not DNS1123_LABEL.match(n)]
     if bad:
         raise ValueError(f"{bad[0]!r} is not a DNS-1123 name; expected comma-separated names")
     return names
