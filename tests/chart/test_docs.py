@@ -13,7 +13,7 @@ from .helm import CHART_DIR, REPO_ROOT
 VALUES_FILE = CHART_DIR / "values.yaml"
 VALUES: dict[str, Any] = yaml.safe_load(VALUES_FILE.read_text())
 SCHEMA: dict[str, Any] = json.loads((CHART_DIR / "values.schema.json").read_text())
-DOCS = REPO_ROOT / "docs" / "chart.md"
+DOCS = REPO_ROOT / "README.md"
 ROW = re.compile(r"^\| `(?P<key>[^`]+)` \| (?P<default>.+?) \| (?P<description>.+) \|$")
 # Kubernetes pass-through objects whose optional fields values.yaml does not all spell out.
 PARTIAL_OBJECTS = {"webhook.namespaceSelector", "webhook.objectSelector", "resources"}
@@ -47,8 +47,16 @@ def value_leaves() -> tuple[dict[str, Any], set[str]]:
     return leaves, partial
 
 
+def values_section() -> list[str]:
+    """The lines of the README's chart values table section, up to the next heading."""
+    lines = DOCS.read_text().splitlines()
+    start = lines.index("### Values") + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("#")), len(lines))
+    return lines[start:end]
+
+
 def table_rows() -> list[re.Match[str]]:
-    rows = [ROW.match(line) for line in DOCS.read_text().splitlines() if line.startswith("| `")]
+    rows = [ROW.match(line) for line in values_section() if line.startswith("| `")]
     assert all(rows), "a values table row is malformed"
     return [r for r in rows if r]
 
