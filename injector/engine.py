@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import orjson
 
@@ -19,8 +19,7 @@ from injector.types import JSON, AddOp, Obj
 from injector.yamlsrc import format_path
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """What to answer for one pod. With errors, `patch` holds only the templates that worked:
     the caller denies the pod or, with --on-error=allow, admits it with that patch."""
 
@@ -86,11 +85,13 @@ def _prepare(
             errors.append(found)
             continue
         overrides = parse_overrides(found, view["annotations"], settings)
-        problems = overrides if isinstance(overrides, list) else taken.check(found)
-        if problems:
-            errors += problems
+        if isinstance(overrides, list):
+            errors += overrides
             continue
-        assert not isinstance(overrides, list)
+        clashes = taken.check(found)
+        if clashes:
+            errors += clashes
+            continue
         try:
             rendered = found.render(view, overrides)
         except RenderError as exc:

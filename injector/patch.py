@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from injector.template import Rendered, Template
 from injector.types import JSON, AddOp, Obj
 
 
-@dataclass(frozen=True)
-class Injection:
+class Injection(NamedTuple):
     """One template accepted for this pod, rendered."""
 
     template: Template
