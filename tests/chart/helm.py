@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import re
+import shutil
+import ssl
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
+import jsonpatch
+import orjson
+import trustme
 import yaml
+
+from tests.k8s import assert_valid
+from tests.service.process import START_TIMEOUT, Lines, Service
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "sidecar-injector"
@@ -121,3 +136,253 @@ def flags(container: Manifest) -> dict[str, str]:
         assert name not in out, f"{name} given twice"
         out[name] = value
     return out
+
+
+# --- The webhook container run on this machine, as the kubelet and the image would run it ---
+
+LOCAL_FLAGS = {"--host": "127.0.0.1", "--port": "0", "--metrics-port": "0", "--shutdown-delay": "0"}
+"""The only arguments changed besides paths: loopback, ephemeral ports, no drain period."""
+PATH_FLAGS = frozenset({"--templates-dir", "--tls-cert", "--tls-key"})
+"""The arguments that point into the container's volumes."""
+
+
+@dataclass
+class ContainerRun:
+    """The webhook container's process as it would start, with its paths remapped here."""
+
+    command: list[str]
+    env: dict[str, str]
+    cwd: Path
+    volumes: dict[str, Path]
+    """mountPath in the container -> the local directory standing in for it."""
+
+
+def kubelet_volume(directory: Path, files: Mapping[str, str]) -> Path:
+    """`files` laid out as the kubelet writes a ConfigMap or Secret volume: the files in a
+    `..<timestamp>/` directory, a `..data` symlink to it, and `<name> -> ..data/<name>`."""
+    stamp = directory / time.strftime("..%Y_%m_%d_%H_%M_%S.000000001", time.gmtime())
+    stamp.mkdir(parents=True)
+    for name, text in files.items():
+        (stamp / name).write_text(text)
+    (directory / "..data").symlink_to(stamp.name)
+    for name in files:
+        (directory / name).symlink_to(f"..data/{name}")
+    return directory
+
+
+def remap(value: str, table: Mapping[str, Path]) -> str:
+    """`value` with a leading path from `table` replaced by its local stand-in."""
+    for prefix, local in table.items():
+        if value == prefix or value.startswith(prefix.rstrip("/") + "/"):
+            return str(local) + value[len(prefix) :]
+    return value
+
+
+def container_run(
+    docs: Sequence[Manifest],
+    root: Path,
+    *,
+    secret: Mapping[str, str],
+    image_env: Mapping[str, str],
+    image_paths: Mapping[str, Path],
+    entrypoint: Sequence[str],
+) -> ContainerRun:
+    """The rendered webhook container as a local process under `root`: its volumes laid out
+    as the kubelet would (`secret` stands for the mounted Secret), the image's environment
+    (`image_paths` maps image directories such as the venv to local ones) plus the
+    container's, and the image's entry point with the rendered args, of which only
+    LOCAL_FLAGS and the PATH_FLAGS paths are changed."""
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    container = webhook_container(docs)
+    assert "command" not in container, "the image's ENTRYPOINT must run, with the chart's args"
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts: dict[str, Path] = {}
+    for mount in container["volumeMounts"]:
+        volume, local = volumes[mount["name"]], root / "volumes" / mount["name"]
+        assert "subPath" not in mount
+        if "configMap" in volume:
+            configmap = named(docs, "ConfigMap", volume["configMap"]["name"])
+            kubelet_volume(local, configmap.get("data") or {})
+        elif "secret" in volume:
+            kubelet_volume(local, secret)
+        else:
+            assert "emptyDir" in volume, volume
+            local.mkdir(parents=True)
+        mounts[mount["mountPath"]] = local
+
+    rendered = flags(container)
+    assert LOCAL_FLAGS.keys() <= rendered.keys()
+    args = [container["args"][0]]
+    for name, value in rendered.items():
+        local = LOCAL_FLAGS.get(name) or remap(value, mounts)
+        if name not in LOCAL_FLAGS:
+            assert (local != value) == (name in PATH_FLAGS), f"{name}={value}"
+        args.append(f"{name}={local}")
+
+    paths = {**image_paths, **mounts}
+    env = {
+        name: ":".join(remap(part, paths) for part in value.split(":"))
+        for name, value in image_env.items()
+    }
+    env["PATH"] = env.get("PATH", "$PATH").replace("$PATH", os.defpath)
+    for variable in container.get("env", []):
+        env[variable["name"]] = variable["value"]
+    program = shutil.which(entrypoint[0], path=env["PATH"])
+    assert program, f"{entrypoint[0]} is not on the image's PATH {env['PATH']}"
+    cwd = root / "workdir"  # the image sets no WORKDIR: an empty directory, not the repository
+    cwd.mkdir()
+    return ContainerRun([program, *entrypoint[1:], *args], env, cwd, mounts)
+
+
+class ContainerProcess(Service):
+    """The container's process, started from a ContainerRun and stopped like any `Service`."""
+
+    def __init__(self, run: ContainerRun) -> None:
+        # Not Service.__init__: that runs `python -m injector.service` from the repository.
+        self.proc = subprocess.Popen(
+            run.command,
+            cwd=run.cwd,
+            env=run.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        self.stdout = Lines(self.proc.stdout)
+        self.stderr = Lines(self.proc.stderr)
+        self.port = 0
+        self.metrics_port = 0
+
+    def wait_listening(self) -> None:
+        """The ports from the `listening` line, logged as JSON or for the console."""
+        line = self.stdout.wait_for(lambda text: LISTENING.search(text) is not None)
+        if line is None:
+            self.stop()
+            raise AssertionError(
+                f"service did not start:\n{self.stdout.text()}\n{self.stderr.text()}"
+            )
+        if line.startswith("{"):
+            event = json.loads(line)
+            self.port, self.metrics_port = event["port"], event["metrics_port"]
+        else:
+            ports = dict(re.findall(r"\b(port|metrics_port)=(\d+)", line))
+            self.port, self.metrics_port = int(ports["port"]), int(ports["metrics_port"])
+
+    def ops(self, path: str) -> httpx.Response:
+        """GET on the plain HTTP (metrics) listener, as the kubelet's probes do."""
+        return httpx.get(f"http://127.0.0.1:{self.metrics_port}{path}", timeout=5)
+
+    def wait_ready(self, path: str = "/readyz", timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                answer = self.ops(path)
+                if answer.status_code == 200:
+                    return
+                detail = f"{answer.status_code} {answer.text}"
+            except httpx.TransportError as exc:
+                detail = repr(exc)
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(
+                    f"{path} never answered 200 (last: {detail}):\n{self.stdout.text()}\n"
+                    f"{self.stderr.text()}"
+                )
+            time.sleep(0.05)
+
+
+LISTENING = re.compile(r'"event":"listening"|^\S+ \[\w+\s*\] listening ')
+
+
+@contextmanager
+def running_container(run: ContainerRun) -> Iterator[ContainerProcess]:
+    """A started container process, stopped (killed if need be) whatever happens."""
+    process = ContainerProcess(run)
+    try:
+        process.wait_listening()
+        yield process
+    finally:
+        process.stop()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How the kube-apiserver calls the webhook: the TLS name it verifies, path and timeout."""
+
+    hostname: str
+    path: str
+    timeout_seconds: int
+
+    @classmethod
+    def of(cls, webhook: Manifest, service: Manifest) -> Endpoint:
+        """From one rendered webhook entry: the Service's DNS name, or the URL's host."""
+        client = webhook["clientConfig"]
+        if "url" in client:
+            url = urlsplit(client["url"])
+            assert url.scheme == "https" and url.hostname
+            return cls(url.hostname, url.path, webhook["timeoutSeconds"])
+        ref = client["service"]
+        assert (ref["name"], ref["namespace"]) == (
+            service["metadata"]["name"],
+            service["metadata"]["namespace"],
+        )
+        return cls(f"{ref['name']}.{ref['namespace']}.svc", ref["path"], webhook["timeoutSeconds"])
+
+    def review(
+        self, process: ContainerProcess, ca: trustme.CA, document: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """POST an AdmissionReview over TLS verified for `hostname`; its `response`."""
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        with httpx.Client(verify=context, timeout=10) as client:
+            answer = client.post(
+                f"https://127.0.0.1:{process.port}{self.path}",
+                params={"timeout": f"{self.timeout_seconds}s"},
+                content=orjson.dumps(document),
+                headers={"content-type": "application/json"},
+                extensions={"sni_hostname": self.hostname},
+            )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert (body["apiVersion"], body["kind"]) == ("admission.k8s.io/v1", "AdmissionReview")
+        response: dict[str, Any] = body["response"]
+        assert response["uid"] == document["request"]["uid"]
+        return response
+
+
+def serving_secret(ca: trustme.CA, dns_names: Sequence[str]) -> dict[str, str]:
+    """A Secret as cert-manager writes it (tls.crt chain, tls.key, ca.crt), from `ca`."""
+    leaf = ca.issue_cert(*dns_names)
+    return {
+        "tls.crt": "".join(blob.bytes().decode() for blob in leaf.cert_chain_pems),
+        "tls.key": leaf.private_key_pem.bytes().decode(),
+        "ca.crt": ca.cert_pem.bytes().decode(),
+    }
+
+
+def serving_names(docs: list[Manifest]) -> list[str]:
+    """The DNS names of the mounted serving certificate: the rendered Certificate's, or (with an
+    existing Secret) the Service's own name."""
+    service = only(docs, "Service")["metadata"]
+    name = f"{service['name']}.{service['namespace']}.svc"
+    volumes = only(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    [secret] = [v["secret"]["secretName"] for v in volumes if "secret" in v]
+    certificates = [
+        d for d in docs if d["kind"] == "Certificate" and d["spec"]["secretName"] == secret
+    ]
+    if not certificates:
+        return [name]
+    [certificate] = certificates
+    names: list[str] = certificate["spec"]["dnsNames"]
+    assert name in names
+    return names
+
+
+def patched(pod: Manifest, response: dict[str, Any]) -> dict[str, Any]:
+    """The pod after the response's JSON patch, valid for Kubernetes."""
+    assert response["allowed"] is True, response
+    assert response["patchType"] == "JSONPatch"
+    ops = orjson.loads(base64.b64decode(response["patch"]))
+    result: dict[str, Any] = jsonpatch.apply_patch(pod, ops)
+    assert_valid(result)
+    return result
