@@ -100,6 +100,36 @@ def _app_containers(
 ) -> None:
     """Template env and volumeMounts into the pod's own containers, never over the pod's."""
     containers: list[Obj] = spec["containers"]
+    if any(i.template.target_containers for i in injections):
+        _warn_missing_targets(warnings, containers, injections)
+    relevant = [i for i in injections if i.rendered.env or i.rendered.volume_mounts]
+    if not relevant:
+        return
+    for index, container in enumerate(containers):
+        name = container.get("name")
+        env: list[tuple[str, list[Obj]]] = []
+        mounts: list[tuple[str, list[Obj]]] = []
+        for injection in relevant:
+            template, rendered = injection
+            if template.target_containers and name not in template.target_containers:
+                continue
+            if rendered.env:
+                env.append((template.name, rendered.env))
+            if rendered.volume_mounts:
+                mounts.append((template.name, rendered.volume_mounts))
+        base = f"/spec/containers/{index}"
+        if env:
+            _append(
+                ops, container, base, "env", _not_yet_set(container, "env", "name", env, warnings)
+            )
+        if mounts:
+            added = _not_yet_set(container, "volumeMounts", "mountPath", mounts, warnings)
+            _append(ops, container, base, "volumeMounts", added)
+
+
+def _warn_missing_targets(
+    warnings: list[str], containers: list[Obj], injections: Sequence[Injection]
+) -> None:
     names = {c.get("name") for c in containers}
     for injection in injections:
         missing = [t for t in injection.template.target_containers if t not in names]
@@ -108,26 +138,6 @@ def _app_containers(
                 f"template {injection.template.name!r}: targetContainers {', '.join(missing)} "
                 "not found in the pod; nothing added to them"
             )
-    relevant = [i for i in injections if i.rendered.env or i.rendered.volume_mounts]
-    for index, container in enumerate(containers if relevant else ()):
-        name = container.get("name")
-        targeted = [
-            i
-            for i in relevant
-            if not i.template.target_containers or name in i.template.target_containers
-        ]
-        base = f"/spec/containers/{index}"
-        for key, field, sources in (
-            ("env", "name", [(i.template.name, i.rendered.env) for i in targeted]),
-            (
-                "volumeMounts",
-                "mountPath",
-                [(i.template.name, i.rendered.volume_mounts) for i in targeted],
-            ),
-        ):
-            if any(entries for _, entries in sources):
-                added = _not_yet_set(container, key, field, sources, warnings)
-                _append(ops, container, base, key, added)
 
 
 def _not_yet_set(
