@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from injector.catalog import Catalog
 from injector.service.metrics import Metrics
@@ -19,10 +20,32 @@ from injector.service.state import State
 from injector.template import Template
 
 
-def webhook_app(state: State, metrics: Metrics, max_body_bytes: int) -> Starlette:
+def webhook_app(state: State, metrics: Metrics, max_body_bytes: int) -> ASGIApp:
     """POST /mutate; everything else is a 404."""
     endpoint = MutateEndpoint(state, metrics, max_body_bytes)
-    return Starlette(routes=[Route("/mutate", endpoint)])
+    return CloseWhenDraining(Starlette(routes=[Route("/mutate", endpoint)]), state)
+
+
+class CloseWhenDraining:
+    """While the process drains, every response carries `Connection: close`. Readiness only
+    steers new connections; the kube-apiserver's keep-alive connections would otherwise stay on
+    this replica until it stops. Closed after an answer, they reconnect to a ready one."""
+
+    def __init__(self, app: ASGIApp, state: State) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.state.shutting_down:
+            await self.app(scope, receive, send)
+            return
+
+        async def closing(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), (b"connection", b"close")]
+            await send(message)
+
+        await self.app(scope, receive, closing)
 
 
 def ops_app(state: State, registry: CollectorRegistry) -> Starlette:

@@ -28,7 +28,8 @@ OUTCOME_REASONS: dict[Outcome, tuple[str, ...]] = {
 """Every label pair admission_requests_total can carry; all exist from start-up."""
 
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-RELOAD_RESULTS = ("success", "failure")
+ReloadResult = Literal["success", "failure"]
+RELOAD_RESULTS: tuple[ReloadResult, ...] = get_args(ReloadResult)
 
 
 class Metrics:
@@ -80,9 +81,8 @@ class Metrics:
             for reason in reasons
         }
         self._injections: dict[str, Counter] = {}
-        for result in RELOAD_RESULTS:
-            self.config_reloads.labels(result)
-            self.tls_reloads.labels(result)
+        self._config_reloads = {r: self.config_reloads.labels(r) for r in RELOAD_RESULTS}
+        self._tls_reloads = {r: self.tls_reloads.labels(r) for r in RELOAD_RESULTS}
 
     def answered(self, outcome: Outcome, reason: str, seconds: float) -> None:
         """One request to /mutate got its answer."""
@@ -105,3 +105,17 @@ class Metrics:
         for name in catalog.templates:
             if name not in self._injections:
                 self._injections[name] = self.injections.labels(name)
+
+    def templates_reloaded(self, catalog: Catalog, now: float) -> None:
+        """A changed templates directory was loaded: a failure if any template has errors."""
+        self._config_reloads["failure" if catalog.errors else "success"].inc()
+        self.catalog(catalog, now)
+
+    def templates_reload_failed(self) -> None:
+        """A reload that could not even produce a catalog; the one serving stays."""
+        self._config_reloads["failure"].inc()
+
+    def tls_reloaded(self, result: ReloadResult, expires_at: float) -> None:
+        """A changed certificate or key was tried; `expires_at` is the one now serving."""
+        self._tls_reloads[result].inc()
+        self.tls_expiry.set(expires_at)

@@ -1,9 +1,10 @@
 """The process: load templates and TLS, bind both ports, run two uvicorn servers, stop on SIGTERM.
 
-States: start-up (I/O that may fail: exit 1) → serving → draining (SIGTERM: readiness fails,
-requests still served for --shutdown-delay) → stopping (uvicorn's graceful shutdown, bounded by
---graceful-timeout) → exit 0. A second SIGTERM/SIGINT skips what is left of the drain and
-forces the stop.
+States: start-up (I/O that may fail: exit 1) → serving (templates and certificate watched and
+hot-reloaded) → draining (SIGTERM: readiness fails, requests still served for --shutdown-delay,
+each answered with `Connection: close` so clients reconnect to a ready replica) → stopping
+(listeners closed; in-flight requests finish within --graceful-timeout, idle connections are not
+waited for) → exit 0. A second SIGTERM/SIGINT skips what is left of the drain and forces the stop.
 """
 
 from __future__ import annotations
@@ -12,30 +13,32 @@ import asyncio
 import contextlib
 import signal
 import socket
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import structlog
 import uvicorn
 import uvloop
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 
-from injector.catalog import Catalog
-from injector.loader import load_directory
 from injector.service.app import ops_app, webhook_app
 from injector.service.config import Config
 from injector.service.dev import DevSetup
 from injector.service.metrics import Metrics
+from injector.service.reload import Certificate, Templates
 from injector.service.state import State
 from injector.service.tls import TLSError, TLSHolder
+from injector.service.watch import Watcher
 
 log = structlog.get_logger("injector.service")
 
 KEEP_ALIVE_SECONDS = 120
 """Longer than the kube-apiserver's idle timeout (90 s): the client, not us, closes idle
 connections, so a request never races a server-side close (POSTs are not retried)."""
+CLOSE_LINGER_SECONDS = 0.5
+"""When stopping, after the last in-flight request: time for connections to finish closing
+(a TLS close waits for the client's close_notify) before the rest are left to process exit."""
 
 
 class StartupError(Exception):
@@ -60,6 +63,7 @@ class Service:
     metrics: Metrics
     registry: CollectorRegistry
     tls: TLSHolder
+    watchers: tuple[Watcher[Any, Any], ...]
 
     @classmethod
     def start(cls, config: Config) -> Service:
@@ -69,16 +73,20 @@ class Service:
             collector(registry=registry)
         metrics = Metrics(registry)
         state = State(config.settings, config.on_error)
-        catalog = load_catalog(config.templates_dir)
-        state.swap_catalog(catalog)
-        metrics.catalog(catalog, time.time())
+        templates = Templates(config.templates_dir, state, metrics)
+        files = templates.read()
+        if isinstance(files, str):
+            raise StartupError(files)
+        templates.load_first(files)
         try:
             tls = TLSHolder(config.tls_cert, config.tls_key)
         except TLSError as exc:
             raise StartupError(str(exc)) from None
         state.tls_loaded = True
         metrics.tls_expiry.set(tls.expires_at)
-        return cls(config, state, metrics, registry, tls)
+        certificate = Certificate(config.tls_cert, config.tls_key, tls, metrics)
+        watchers = (Watcher(templates, files), Watcher(certificate, tls.pair))
+        return cls(config, state, metrics, registry, tls, watchers)
 
     def servers(self) -> tuple[_Server, _Server]:
         config = self.config
@@ -112,6 +120,7 @@ class Service:
             asyncio.create_task(webhook.serve([webhook_socket])),
             asyncio.create_task(ops.serve([ops_socket])),
         ]
+        watching = [asyncio.create_task(w.run()) for w in self.watchers]
         stopping = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([*tasks, stopping], return_when=asyncio.FIRST_COMPLETED)
         if stopping in done:
@@ -119,8 +128,12 @@ class Service:
         else:
             stopping.cancel()
             log.error("server_stopped_unexpectedly")
-        webhook.should_exit = ops.should_exit = True
+        for task in watching:
+            task.cancel()
+        releasing = [asyncio.create_task(_stop(server)) for server in (webhook, ops)]
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        for task in releasing:
+            task.cancel()
         failed = [r for r in results if isinstance(r, BaseException)]
         for error in failed:
             log.error("server_failed", error=repr(error))
@@ -136,16 +149,22 @@ class Service:
             await asyncio.wait_for(force.wait(), timeout=delay)
 
 
-def load_catalog(directory: Path) -> Catalog:
-    """The first catalog; each broken template is logged with its errors."""
-    try:
-        catalog = Catalog.from_load(load_directory(directory))
-    except OSError as exc:
-        raise StartupError(f"cannot read --templates-dir {directory}: {exc}") from None
-    for name, errors in catalog.errors.items():
-        log.warning("template_load_failed", template=name, errors=[str(e) for e in errors])
-    log.info("templates_loaded", templates=sorted(catalog.templates), broken=catalog.broken)
-    return catalog
+async def _stop(server: _Server) -> None:
+    """Stop one server: uvicorn closes its listeners, lets in-flight requests finish (bounded by
+    --graceful-timeout) and closes idle connections, then waits until every connection is gone.
+    Closing a TLS connection waits for the client's close_notify, which an idle client that is
+    not reading never sends: uvicorn would sit out the whole timeout (and log an error). So once
+    no request is in progress and closes had a moment, stop waiting for the rest."""
+    server.should_exit = True
+    while not server.started or any(s.is_serving() for s in server.servers):
+        await asyncio.sleep(0.05)
+    # uvicorn runs each request in a task of `server_state.tasks` from its headers on.
+    while server.server_state.tasks:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(CLOSE_LINGER_SECONDS)
+    if server.server_state.connections:
+        log.info("closing_idle_connections", count=len(server.server_state.connections))
+    server.force_exit = True
 
 
 def _on_signal(stop: asyncio.Event, force: asyncio.Event, servers: tuple[_Server, ...]) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,40 @@ MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 
 class TLSError(Exception):
     """The certificate or key cannot serve: unreadable, not PEM, or not a pair."""
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """The certificate and key as read at one moment. The paths are resolved through the
+    kubelet's `..data` symlink to files in a `..<timestamp>/` directory, which the kubelet never
+    rewrites: loading from them reads these same bytes, even if `..data` moves meanwhile."""
+
+    cert: Path
+    key: Path
+    cert_pem: bytes
+    key_pem: bytes
+
+
+@dataclass(frozen=True)
+class Served:
+    """A context ready to serve, and when its certificate expires."""
+
+    context: ssl.SSLContext
+    expires_at: float
+
+
+def read_pair(cert: Path, key: Path) -> KeyPair:
+    """Resolve and read both files; a cheap snapshot that changes whenever either file does."""
+    try:
+        real_cert, real_key = Path(os.path.realpath(cert)), Path(os.path.realpath(key))
+        return KeyPair(real_cert, real_key, real_cert.read_bytes(), real_key.read_bytes())
+    except OSError as exc:
+        raise TLSError(f"cannot read TLS certificate {cert} or key {key}: {exc}") from None
+
+
+def build(pair: KeyPair) -> Served:
+    """A fresh context for `pair`, checked to hold a matching certificate and key."""
+    return Served(load_context(pair.cert, pair.key), expiry(pair.cert_pem, pair.cert))
 
 
 def load_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -29,12 +65,12 @@ def load_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-def expiry(cert: Path) -> float:
-    """Unix time at which the (first) certificate in the file expires."""
+def expiry(pem: bytes, source: Path) -> float:
+    """Unix time at which the (first) certificate in `pem`, read from `source`, expires."""
     try:
-        parsed = x509.load_pem_x509_certificate(cert.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise TLSError(f"cannot read TLS certificate {cert}: {exc}") from None
+        parsed = x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise TLSError(f"cannot read TLS certificate {source}: {exc}") from None
     return parsed.not_valid_after_utc.timestamp()
 
 
@@ -44,21 +80,31 @@ class TLSHolder:
     inner context, so a reload only has to replace `current`."""
 
     def __init__(self, cert: Path, key: Path) -> None:
-        self.cert = cert
-        self.key = key
-        self.current = load_context(cert, key)
-        self.expires_at = expiry(cert)
-        self.serving = load_context(cert, key)
+        self.pair = read_pair(cert, key)
+        """What the first context was built from: where the watcher starts comparing."""
+        served = build(self.pair)
+        self.current = served.context
+        self.expires_at = served.expires_at
+        self.serving = _outer_context()
         self.serving.sni_callback = self._select
 
     def _select(self, connection: ssl.SSLObject, server_name: str | None, _: Any) -> None:
         connection.context = self.current
 
-    def swap(self, context: ssl.SSLContext, expires_at: float) -> None:
-        """Serve `context` to new connections; open connections keep theirs."""
-        self.current = context
-        self.expires_at = expires_at
+    def swap(self, served: Served) -> None:
+        """Serve `served` to new connections; open connections keep theirs."""
+        self.current = served.context
+        self.expires_at = served.expires_at
 
     def context_factory(self) -> Callable[[Any, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
         """For uvicorn's `ssl_context_factory`: always the outer, reload-aware context."""
         return lambda _config, _default: self.serving
+
+
+def _outer_context() -> ssl.SSLContext:
+    """The context every handshake starts on. It holds no certificate: the SNI callback always
+    switches the connection to the current inner one before a certificate is chosen."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = MINIMUM_VERSION
+    context.set_alpn_protocols(["http/1.1"])
+    return context

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from injector.catalog import Catalog
 from injector.loader import load_directory
-from tests.service.support import EXAMPLES, Harness, make_harness
+from tests.service.support import EXAMPLES, Harness, Mounts, make_harness
 
 
 @pytest.fixture
@@ -22,3 +24,9 @@ def catalog() -> Catalog:
 @pytest.fixture
 def harness(catalog: Catalog) -> Harness:
     return make_harness(catalog)
+
+
+@pytest.fixture
+def mounts(tmp_path: Path) -> Mounts:
+    """Kubelet-style templates and TLS volumes (templates empty until written)."""
+    return Mounts.create(tmp_path)

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 20.0
@@ -82,6 +89,15 @@ class Service:
                     found.append(event)
         return found
 
+    def metric(self, name: str, **labels: str) -> float | None:
+        """The current value of one sample on /metrics, None if the series does not exist."""
+        text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return float(sample.value)
+        return None
+
     def wait_listening(self) -> None:
         line = self.stdout.wait_for(lambda text: '"event":"listening"' in text)
         if line is None:
@@ -137,3 +153,55 @@ def running(args: Sequence[str], env: dict[str, str] | None = None) -> Iterator[
         yield service
     finally:
         service.stop()
+
+
+class Connection(http.client.HTTPSConnection):
+    """One keep-alive HTTPS connection to a local service, verified as SERVICE_NAME. It never
+    reconnects behind the caller's back: a closed connection raises on the next request."""
+
+    def __init__(self, port: int, context: ssl.SSLContext, timeout: float = 10.0) -> None:
+        super().__init__("127.0.0.1", port, timeout=timeout, context=context)
+        self.tls = context
+        self.auto_open = 0
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.host, self.port), self.timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self.tls.wrap_socket(raw, server_hostname=SERVICE_NAME)
+
+    @classmethod
+    def opened(cls, port: int, context: ssl.SSLContext) -> Connection:
+        """Connected and handshaken now (the certificate is verified here)."""
+        connection = cls(port, context)
+        connection.connect()
+        return connection
+
+    def start(self, body: bytes, sent: int | None = None) -> None:
+        """Send the request line, the headers and `sent` bytes of the body (all by default)."""
+        self.putrequest("POST", "/mutate", skip_accept_encoding=True)
+        self.putheader("content-type", "application/json")
+        self.putheader("content-length", str(len(body)))
+        self.endheaders()
+        self.send(body[:sent])
+
+    def finish(self) -> Reply:
+        """Read the whole response, so the connection can be reused."""
+        response = self.getresponse()
+        return Reply(response.status, response.headers, response.read())
+
+    def mutate(self, body: bytes) -> Reply:
+        """POST one review and read the answer."""
+        self.start(body)
+        return self.finish()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One HTTP response as read from a `Connection`."""
+
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)

@@ -10,7 +10,15 @@ import trustme
 from cryptography import x509
 
 from injector.service.dev import make_certificates
-from injector.service.tls import MINIMUM_VERSION, TLSError, TLSHolder, load_context
+from injector.service.tls import (
+    MINIMUM_VERSION,
+    TLSError,
+    TLSHolder,
+    build,
+    load_context,
+    read_pair,
+)
+from tests.service.support import KubeletVolume
 
 NAME = "sidecar-injector.sidecar-injector.svc"
 
@@ -72,9 +80,36 @@ def test_new_connections_get_the_swapped_context(tmp_path: Path) -> None:
     handshake(holder.serving, trusting(old_ca))
     with pytest.raises(ssl.SSLCertVerificationError):
         handshake(holder.serving, trusting(new_ca))
-    new_cert, new_key = write_pair(new_ca, tmp_path / "new")
-    holder.swap(load_context(new_cert, new_key), 0.0)
+    holder.swap(build(read_pair(*write_pair(new_ca, tmp_path / "new"))))
     handshake(holder.serving, trusting(new_ca))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake(holder.serving, trusting(old_ca))
+
+
+def test_a_bad_pair_never_reaches_the_serving_context(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    holder = TLSHolder(*write_pair(ca, tmp_path))
+    trustme.CA().issue_cert(NAME).private_key_pem.write_to_path(str(tmp_path / "tls.key"))
+    with pytest.raises(TLSError, match="cannot load TLS certificate"):
+        build(read_pair(tmp_path / "tls.crt", tmp_path / "tls.key"))
+    handshake(holder.serving, trusting(ca))
+
+
+def test_a_pair_is_read_through_the_kubelet_symlinks(tmp_path: Path) -> None:
+    """Loading uses the resolved `..<timestamp>/` files: the bytes that were read."""
+    first, second = trustme.CA().issue_cert(NAME), trustme.CA().issue_cert(NAME)
+    volume = KubeletVolume(tmp_path / "tls")
+    volume.write(
+        {"tls.crt": first.cert_chain_pems[0].bytes(), "tls.key": first.private_key_pem.bytes()}
+    )
+    pair = read_pair(volume.root / "tls.crt", volume.root / "tls.key")
+    assert pair.cert.parent.name.startswith("..")
+    assert pair.cert.parent.name != "..data"
+    assert pair.cert_pem == first.cert_chain_pems[0].bytes()
+    volume.write(
+        {"tls.crt": second.cert_chain_pems[0].bytes(), "tls.key": second.private_key_pem.bytes()}
+    )
+    assert read_pair(volume.root / "tls.crt", volume.root / "tls.key") != pair
 
 
 @pytest.mark.parametrize("problem", ["mismatched", "missing", "garbage"])
@@ -86,7 +121,7 @@ def test_unusable_pairs_are_refused(tmp_path: Path, problem: str) -> None:
         key.unlink()
     else:
         cert.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
-    with pytest.raises(TLSError, match="cannot load TLS certificate"):
+    with pytest.raises(TLSError, match=r"cannot (load|read) TLS certificate"):
         TLSHolder(cert, key)
 
 

@@ -1,0 +1,147 @@
+"""What a new version of the mounted files does: templates merged and swapped, TLS swapped."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from injector.catalog import Catalog
+from injector.loader import LoadResult, Source, directory_sources, load_sources
+from injector.service.metrics import Metrics
+from injector.service.state import State
+from injector.service.tls import KeyPair, Served, TLSError, TLSHolder, build, read_pair
+
+log = structlog.get_logger("injector.service.reload")
+
+TemplateFiles = tuple[Source, ...] | str
+"""Every template file's text, or why the directory could not be listed."""
+
+
+class Templates:
+    """The templates directory. A reload validates every file, keeps the last good version of a
+    template that now fails (`Catalog.merge`) and swaps the whole catalog in one assignment:
+    a request keeps the catalog it started with, so none sees a half-loaded set."""
+
+    name = "templates"
+
+    def __init__(
+        self,
+        directory: Path,
+        state: State,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.directory = directory
+        self.state = state
+        self.metrics = metrics
+        self.clock = clock
+
+    def read(self) -> TemplateFiles:
+        try:
+            return tuple(directory_sources(self.directory))
+        except OSError as exc:
+            return f"cannot read --templates-dir {self.directory}: {exc}"
+
+    def build(self, files: TemplateFiles) -> LoadResult | str:
+        return files if isinstance(files, str) else load_sources(files)
+
+    def load_first(self, files: tuple[Source, ...]) -> None:
+        """Start-up: broken templates are logged and denied on request, never fatal."""
+        catalog = Catalog.from_load(load_sources(files))
+        self.state.swap_catalog(catalog)
+        self.metrics.catalog(catalog, self.clock())
+        log_load_errors(catalog)
+        log.info("templates_loaded", templates=sorted(catalog.templates), broken=catalog.broken)
+
+    def apply(self, built: LoadResult | str) -> None:
+        if isinstance(built, str):
+            log.error("templates_reload_failed", error=built, kept="all templates as they were")
+            self.metrics.templates_reload_failed()
+            return
+        old = self.state.catalog
+        new = old.merge(built)
+        self.state.swap_catalog(new)
+        self.metrics.templates_reloaded(new, self.clock())
+        log_load_errors(new)
+        level = log.warning if new.errors else log.info
+        level("templates_reloaded", **changes(old, new))
+
+    def crashed(self) -> None:
+        self.metrics.templates_reload_failed()
+
+
+def log_load_errors(catalog: Catalog) -> None:
+    """One line per failed template, each problem with its file, field and line."""
+    for name, errors in sorted(catalog.errors.items()):
+        log.warning(
+            "template_load_failed",
+            template=name,
+            serving="previous version" if name in catalog.templates else "nothing (denied)",
+            errors=[
+                {"file": e.file, "line": e.line, "field": e.path, "message": e.message}
+                for e in errors
+            ],
+        )
+
+
+def changes(old: Catalog, new: Catalog) -> dict[str, list[str]]:
+    """What a reload did, by template name."""
+    before = {name: t.digest for name, t in old.templates.items()}
+    after = {name: t.digest for name, t in new.templates.items()}
+    return {
+        "added": sorted(after.keys() - before.keys()),
+        "changed": sorted(n for n in after.keys() & before.keys() if after[n] != before[n]),
+        "removed": sorted(before.keys() - after.keys()),
+        "stale": sorted(n for n in new.errors if n in new.templates),
+        "broken": new.broken,
+        "fixed": sorted(n for n in old.errors if n not in new.errors and n in new.templates),
+    }
+
+
+class Certificate:
+    """The serving certificate and key. A new pair is loaded into a fresh context and checked
+    before new connections get it; a bad pair leaves the serving one in place."""
+
+    name = "tls"
+
+    def __init__(self, cert: Path, key: Path, holder: TLSHolder, metrics: Metrics) -> None:
+        self.cert = cert
+        self.key = key
+        self.holder = holder
+        self.metrics = metrics
+
+    def read(self) -> KeyPair | str:
+        try:
+            return read_pair(self.cert, self.key)
+        except TLSError as exc:
+            return str(exc)
+
+    def build(self, pair: KeyPair | str) -> Served | str:
+        if isinstance(pair, str):
+            return pair
+        try:
+            return build(pair)
+        except TLSError as exc:
+            return str(exc)
+
+    def apply(self, built: Served | str) -> None:
+        if isinstance(built, str):
+            log.error(
+                "tls_reload_failed", error=built, serving_expires=_iso(self.holder.expires_at)
+            )
+            self.metrics.tls_reloaded("failure", self.holder.expires_at)
+            return
+        self.holder.swap(built)
+        self.metrics.tls_reloaded("success", built.expires_at)
+        log.info("tls_reloaded", expires=_iso(built.expires_at))
+
+    def crashed(self) -> None:
+        self.metrics.tls_reloaded("failure", self.holder.expires_at)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
