@@ -90,6 +90,8 @@ def directory_sources(directory: str | os.PathLike[str]) -> list[Source]:
     for entry in sorted(root.iterdir()):
         if entry.name.startswith(".") or entry.is_dir():
             continue
+        if entry.is_symlink() and not entry.exists():
+            continue  # the kubelet removes a deleted key's link just after the ..data swap
         try:
             sources.append(Source(entry.name, entry.read_text(encoding="utf-8"), entry.name))
         except (OSError, UnicodeDecodeError) as exc:

@@ -190,3 +190,11 @@ def test_a_plain_file_is_one_template(tmp_path: Path) -> None:
     assert list(load_sources(file_sources(path)).templates) == ["one"]
     path.write_text("containers: [")
     assert "invalid YAML" in str(load_sources(file_sources(path)).errors["one"][0])
+
+
+def test_dangling_symlinks_left_by_a_removed_key_are_skipped(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD)
+    os.symlink("..data/gone.yaml", tmp_path / "gone.yaml")
+    result = load_directory(tmp_path)
+    assert list(result.templates) == ["a"]
+    assert result.errors == {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,11 +40,20 @@ class Templates:
         self.state = state
         self.metrics = metrics
         self.clock = clock
+        self._fingerprint: Fingerprint | None = None
+        self._files: tuple[Source, ...] = ()
 
     def read(self) -> TemplateFiles:
+        """The files' texts, re-read only when their metadata changed: a poll of 1,000
+        templates then costs 1,000 stat calls, not 1,000 reads."""
         try:
-            return tuple(directory_sources(self.directory))
+            fingerprint = _fingerprint(self.directory)
+            if fingerprint != self._fingerprint:
+                self._files = tuple(directory_sources(self.directory))
+                self._fingerprint = fingerprint
+            return self._files
         except OSError as exc:
+            self._fingerprint = None
             return f"cannot read --templates-dir {self.directory}: {exc}"
 
     def build(self, files: TemplateFiles) -> LoadResult | str:
@@ -72,6 +82,24 @@ class Templates:
 
     def crashed(self) -> None:
         self.metrics.templates_reload_failed()
+
+
+Fingerprint = tuple[tuple[str, int, int, int], ...]
+
+
+def _fingerprint(directory: Path) -> Fingerprint:
+    """Name, inode, size and mtime of every entry, through symlinks: the kubelet's swap gives
+    every file a new inode; an in-place edit changes its mtime."""
+    found = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            try:
+                info = entry.stat()
+            except FileNotFoundError:  # a dangling symlink; reading it reports the error
+                found.append((entry.name, 0, 0, 0))
+                continue
+            found.append((entry.name, info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(sorted(found))
 
 
 def log_load_errors(catalog: Catalog) -> None:
