@@ -1,0 +1,163 @@
+"""The kube-apiserver's half of a webhook call, for local mode.
+
+Like the apiserver it trusts only the webhook configuration's caBundle and verifies the
+server's certificate for `<service>.<namespace>.svc`, keeps connections alive, sends
+AdmissionReview v1 with `?timeout=` and a client timeout of the configuration's
+timeoutSeconds, and applies the returned JSON Patch to the Pod before validating it.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import ssl
+import uuid
+from typing import Any
+
+import httpx
+import jsonpatch
+import orjson
+from cryptography import x509
+
+from e2e.pods import Obj, as_admitted, replicaset_pod
+from e2e.target import Admission
+from tests.k8s import assert_valid
+from tests.service import process
+
+API_VERSION = "admission.k8s.io/v1"
+KIND = "AdmissionReview"
+POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
+PODS = {"group": "", "version": "v1", "resource": "pods"}
+ADMIN = {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]}
+REPLICASET_CONTROLLER = {
+    "username": "system:serviceaccount:kube-system:replicaset-controller",
+    "uid": "8b1e9c3a-5d2f-4e6a-9f0b-7c4d2e1a3b5c",
+    "groups": [
+        "system:serviceaccounts",
+        "system:serviceaccounts:kube-system",
+        "system:authenticated",
+    ],
+}
+
+
+def client_context(ca_bundle: bytes) -> ssl.SSLContext:
+    """Trust the caBundle and nothing else; check the host name (the apiserver's Go client)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(cadata=ca_bundle.decode())
+    return context
+
+
+def review(
+    pod: Obj, *, dry_run: bool = False, user: dict[str, Any] = ADMIN, uid: str | None = None
+) -> dict[str, Any]:
+    """The AdmissionReview v1 the apiserver sends for the creation of `pod` (as admitted)."""
+    metadata = pod["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "request": {
+            "uid": uid or str(uuid.uuid4()),
+            "kind": POD_KIND,
+            "resource": PODS,
+            "requestKind": POD_KIND,
+            "requestResource": PODS,
+            # Empty with generateName: the name is generated after admission.
+            "name": metadata.get("name", ""),
+            "namespace": metadata["namespace"],
+            "operation": "CREATE",
+            "userInfo": user,
+            "object": pod,
+            "oldObject": None,
+            "dryRun": dry_run,
+            "options": {
+                "apiVersion": "meta.k8s.io/v1",
+                "kind": "CreateOptions",
+                "fieldManager": "kubectl-create",
+            },
+        },
+    }
+
+
+class LocalApiserver:
+    """Calls one webhook endpoint as the apiserver would; one keep-alive client."""
+
+    def __init__(self, port: int, host: str, path: str, timeout: int, ca_bundle: bytes) -> None:
+        self.url = f"https://127.0.0.1:{port}{path}"
+        self.host = host
+        self.timeout = timeout
+        self.client = httpx.Client(verify=client_context(ca_bundle), timeout=timeout)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def post(self, body: bytes, content_type: str = "application/json") -> httpx.Response:
+        """One POST to the webhook, verified for `host`, bounded by timeoutSeconds."""
+        return self.client.post(
+            self.url,
+            params={"timeout": f"{self.timeout}s"},
+            content=body,
+            headers={"content-type": content_type, "accept": "application/json, */*"},
+            extensions={"sni_hostname": self.host},
+        )
+
+    def call(self, document: dict[str, Any]) -> dict[str, Any]:
+        """Send an AdmissionReview; its checked `response`."""
+        answer = self.post(orjson.dumps(document))
+        assert answer.status_code == 200, f"{answer.status_code}: {answer.text}"
+        assert answer.headers["content-type"] == "application/json"
+        body = answer.json()
+        assert (body["apiVersion"], body["kind"]) == (API_VERSION, KIND)
+        response: dict[str, Any] = body["response"]
+        assert response["uid"] == document["request"]["uid"]
+        assert ("patch" in response) == ("patchType" in response)
+        return response
+
+    def admit(
+        self, pod: Obj, namespace: str, *, dry_run: bool = False, user: dict[str, Any] = ADMIN
+    ) -> Admission:
+        submitted = as_admitted(pod, namespace)
+        response = self.call(review(submitted, dry_run=dry_run, user=user))
+        warnings = tuple(response.get("warnings", ()))
+        if not response["allowed"]:
+            status = response["status"]
+            assert status["code"] >= 400 and "patch" not in response
+            return Admission(submitted, False, None, status["message"], warnings)
+        if "patch" not in response:
+            assert_valid(submitted)
+            return Admission(submitted, True, submitted, warnings=warnings)
+        assert response["patchType"] == "JSONPatch"
+        ops: list[Obj] = orjson.loads(base64.b64decode(response["patch"]))
+        assert {op["op"] for op in ops} == {"add"}, "the webhook only ever adds"
+        patched: Obj = jsonpatch.apply_patch(submitted, ops)
+        assert_valid(patched)
+        return Admission(submitted, True, patched, warnings=warnings, patch=ops)
+
+    def create_deployment(self, deployment: Obj, namespace: str) -> list[Admission]:
+        """What the ReplicaSet controller's Pod creations go through."""
+        replicas: int = deployment["spec"]["replicas"]
+        return [
+            self.admit(replicaset_pod(deployment), namespace, user=REPLICASET_CONTROLLER)
+            for _ in range(replicas)
+        ]
+
+
+class Connection(process.Connection):
+    """One keep-alive connection that never silently reconnects (the service tests' own), but
+    verified for the webhook's `host` and the caBundle, as the apiserver verifies it."""
+
+    def __init__(self, port: int, host: str, ca_bundle: bytes) -> None:
+        super().__init__(port, client_context(ca_bundle))
+        self.server_name = host
+
+    def connect(self) -> None:
+        raw = socket.create_connection((self.host, self.port), self.timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self.tls.wrap_socket(raw, server_hostname=self.server_name)
+
+    def peer_serial(self) -> int:
+        """Serial number of the certificate this connection was served."""
+        assert isinstance(self.sock, ssl.SSLSocket)
+        der = self.sock.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der).serial_number

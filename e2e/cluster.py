@@ -1,0 +1,378 @@
+"""Cluster mode: the same scenarios through a real kube-apiserver, with kubectl and helm.
+
+Off unless E2E_KUBECONFIG is set. Two shapes:
+- in-cluster (default): `helm install` the chart (cert-manager must be installed); the webhook
+  runs as the chart's Deployment and the apiserver calls it through its Service.
+- external (E2E_WEBHOOK=external): for a bare kube-apiserver with no nodes. The service runs on
+  this machine (as in local mode) and the chart is installed with `webhook.url` pointing at it
+  and `webhook.caBundle` set to its CA, so the apiserver calls it over verified TLS.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from e2e import tools
+from e2e.chart import NAMESPACE, RELEASE, VALUES, Release
+from e2e.local import LocalInjector, started
+from e2e.metrics import Samples
+from e2e.pods import APPS, EXCLUDED, NAMESPACE_LABELS, Obj, random_suffix, replicaset_pod
+from e2e.target import Admission, Target
+from tests.chart.helm import CHART_DIR, Helm, only
+from tests.k8s import assert_valid
+
+INSTALL_TIMEOUT = "5m"
+HELM_TIMEOUT = 600.0
+NAMESPACE_GONE_TIMEOUT = "120s"
+CA_INJECTION_TIMEOUT = 120.0
+POD_TIMEOUT = 120.0
+CERT_RENEWAL_TIMEOUT = 120.0
+KUBELET_SYNC_BOUND = 150.0
+"""A ConfigMap or Secret edit reaches the mounted volume after the kubelet's sync period and
+cache TTL (about a minute each by default), then the service's own 2 s."""
+EXTERNAL_HOST = "127.0.0.1"
+"""The external webhook listens here: the bare apiserver must run on this machine."""
+DENIED = "denied the request"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """What the environment asks for (see e2e/README.md)."""
+
+    kubeconfig: Path
+    external: bool
+    image: str
+    keep: bool
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ClusterConfig | None:
+        kubeconfig = environ.get("E2E_KUBECONFIG", "")
+        if not kubeconfig:
+            return None
+        webhook = environ.get("E2E_WEBHOOK", "in-cluster")
+        assert webhook in ("in-cluster", "external"), f"E2E_WEBHOOK={webhook!r}"
+        return cls(
+            Path(kubeconfig).expanduser(),
+            external=webhook == "external",
+            image=environ.get("E2E_IMAGE", ""),
+            keep=environ.get("E2E_KEEP", "") == "1",
+        )
+
+
+class Kubectl:
+    """kubectl against the configured cluster; failures carry its stderr."""
+
+    def __init__(self, binary: Path, kubeconfig: Path) -> None:
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.run("get", "--output=json", *args).stdout)
+
+    def apply(self, obj: Obj) -> None:
+        self.run("apply", "--filename=-", input=json.dumps(obj))
+
+    def raw(self, path: str) -> str:
+        return self.run("get", "--raw", path).stdout
+
+
+@dataclass
+class Cluster:
+    """The cluster, its tools and the installed release."""
+
+    config: ClusterConfig
+    kubectl: Kubectl
+    helm: Helm
+    release: Release
+
+    def helm_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """helm against the cluster; `--wait`s are bounded by their own --timeout."""
+        result = subprocess.run(
+            [str(self.helm.binary), f"--kubeconfig={self.config.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=HELM_TIMEOUT,
+        )
+        if check:
+            assert result.returncode == 0, f"helm {' '.join(args)} failed:\n{result.stderr}"
+        return result
+
+    def has_nodes(self) -> bool:
+        return bool(self.kubectl.get("nodes")["items"])
+
+    def install(self, values: Mapping[str, Any], root: Path, wait: bool) -> None:
+        """`helm upgrade --install` of the chart with e2e/values.yaml, then `values`."""
+        extra = root / "values.yaml"
+        extra.write_text(yaml.safe_dump(dict(values)))
+        args = ["upgrade", "--install", RELEASE, str(CHART_DIR), "--namespace", NAMESPACE]
+        args += ["--create-namespace", "--values", str(VALUES), "--values", str(extra)]
+        if wait:
+            args += ["--wait", "--timeout", INSTALL_TIMEOUT]
+        self.helm_run(*args)
+
+    def create_namespaces(self) -> None:
+        """The test namespaces, labelled for the namespaceSelector, each with the `default`
+        ServiceAccount (a bare apiserver has no controller to create it)."""
+        for name in (APPS, EXCLUDED):
+            # A previous run's namespace may still be terminating.
+            wait = [
+                "wait",
+                "--for=delete",
+                f"namespace/{name}",
+                f"--timeout={NAMESPACE_GONE_TIMEOUT}",
+            ]
+            self.kubectl.run(*wait, check=False, timeout=150)
+            self.kubectl.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": name, "labels": NAMESPACE_LABELS},
+                }
+            )
+            found = self.kubectl.run("get", "serviceaccount", "default", "-n", name, check=False)
+            if found.returncode != 0:
+                self.kubectl.run("create", "serviceaccount", "default", "-n", name)
+
+    def wait_for_ca_bundle(self) -> None:
+        """cert-manager's cainjector fills the webhook configuration's caBundle."""
+        name = only(self.release.docs, "MutatingWebhookConfiguration")["metadata"]["name"]
+        deadline = time.monotonic() + CA_INJECTION_TIMEOUT
+        while True:
+            configuration = self.kubectl.get("mutatingwebhookconfiguration", name)
+            if all(w["clientConfig"].get("caBundle") for w in configuration["webhooks"]):
+                return
+            assert time.monotonic() < deadline, "cainjector never set the caBundle"
+            time.sleep(2)
+
+    def uninstall(self) -> None:
+        for name in (APPS, EXCLUDED):
+            self.kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+        self.helm_run("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", check=False)
+        self.kubectl.run("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+
+
+class ClusterApiserver:
+    """Creates Pods with kubectl: the apiserver runs the whole admission chain."""
+
+    def __init__(self, kubectl: Kubectl, controllers: bool) -> None:
+        self.kubectl = kubectl
+        self.controllers = controllers
+        """False on a bare apiserver: no ReplicaSet controller, Pods are created as it would."""
+        self.run_id = random_suffix()
+        self.counter = itertools.count()
+
+    def unique(self, name: str) -> str:
+        """Names are unique per run, so scenarios can create the same Pod again."""
+        return f"{name}-{self.run_id}{next(self.counter)}"
+
+    def admit(self, pod: Obj, namespace: str, *, dry_run: bool = False) -> Admission:
+        pod = copy.deepcopy(pod)
+        metadata = pod["metadata"]
+        metadata["namespace"] = namespace
+        if "name" in metadata:
+            metadata["name"] = self.unique(metadata["name"])
+        args = ["create", "--filename=-", "--output=json", f"--namespace={namespace}"]
+        if dry_run:
+            args.append("--dry-run=server")
+        result = self.kubectl.run(*args, input=json.dumps(pod), check=False)
+        warnings = tuple(
+            line.removeprefix("Warning: ")
+            for line in result.stderr.splitlines()
+            if line.startswith("Warning: ")
+        )
+        if result.returncode != 0:
+            assert DENIED in result.stderr, f"kubectl create failed:\n{result.stderr}"
+            return Admission(pod, False, None, result.stderr.strip(), warnings)
+        stored: Obj = json.loads(result.stdout)
+        assert_valid(stored)
+        if dry_run and "name" in metadata:
+            found = self.kubectl.run("get", "pod", metadata["name"], "-n", namespace, check=False)
+            assert found.returncode != 0, "a dry-run created the Pod"
+        return Admission(pod, True, stored, warnings=warnings)
+
+    def create_deployment(self, deployment: Obj, namespace: str) -> list[Admission]:
+        if not self.controllers:
+            replicas: int = deployment["spec"]["replicas"]
+            return [self.admit(replicaset_pod(deployment), namespace) for _ in range(replicas)]
+        deployment = copy.deepcopy(deployment)
+        name = deployment["metadata"]["name"] = self.unique(deployment["metadata"]["name"])
+        deployment["metadata"]["namespace"] = namespace
+        self.kubectl.apply(deployment)
+        pods = self._wait_for_pods(name, namespace, deployment["spec"]["replicas"])
+        return [Admission(replicaset_pod(deployment), True, pod) for pod in pods]
+
+    def _wait_for_pods(self, deployment: str, namespace: str, count: int) -> list[Obj]:
+        deadline = time.monotonic() + POD_TIMEOUT
+        while True:
+            pods = [
+                pod
+                for pod in self.kubectl.get("pods", "-n", namespace)["items"]
+                if pod["metadata"].get("generateName", "").startswith(f"{deployment}-")
+            ]
+            if len(pods) >= count:
+                return pods[:count]
+            assert time.monotonic() < deadline, f"{deployment} created {len(pods)} Pods"
+            time.sleep(2)
+
+
+class InClusterWebhook:
+    """The chart's Deployment, operated with kubectl; ops endpoints through the pods proxy."""
+
+    reload_bound = KUBELET_SYNC_BOUND
+    poll_interval = 2.0
+
+    def __init__(self, kubectl: Kubectl, release: Release) -> None:
+        self.kubectl = kubectl
+        self.release = release
+
+    def templates(self) -> dict[str, str]:
+        data: dict[str, str] = self._configmap().get("data") or {}
+        return data
+
+    def edit_templates(self, data: Mapping[str, str]) -> None:
+        configmap = self._configmap()
+        configmap["data"] = dict(data)
+        self.kubectl.run("replace", "--filename=-", input=json.dumps(configmap))
+
+    def renew_certificate(self) -> None:
+        """What `cmctl renew` does: mark the serving Certificate as Issuing; cert-manager
+        issues a new key and leaf from the same CA into the Secret."""
+        name = self.release.serving_certificate["metadata"]["name"]
+        before = self._secret()["data"]["tls.crt"]
+        condition = {
+            "type": "Issuing",
+            "status": "True",
+            "reason": "ManuallyTriggered",
+            "message": "Certificate re-issuance manually triggered by the e2e suite",
+            "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        patch = [{"op": "add", "path": "/status/conditions/-", "value": condition}]
+        self.kubectl.run(
+            "patch", "certificate", name, f"--namespace={NAMESPACE}", "--subresource=status",
+            "--type=json", f"--patch={json.dumps(patch)}",
+        )  # fmt: skip
+        deadline = time.monotonic() + CERT_RENEWAL_TIMEOUT
+        while self._secret()["data"]["tls.crt"] == before:
+            assert time.monotonic() < deadline, "cert-manager did not renew the certificate"
+            time.sleep(2)
+
+    def metrics(self) -> Samples:
+        return Samples.combine(Samples.parse(self._ops(pod, "/metrics")) for pod in self._pods())
+
+    def debug_templates(self) -> list[dict[str, Any]]:
+        return [json.loads(self._ops(pod, "/debug/templates")) for pod in self._pods()]
+
+    def _configmap(self) -> Obj:
+        name = self.release.templates_configmap["metadata"]["name"]
+        configmap: Obj = self.kubectl.get("configmap", name, f"--namespace={NAMESPACE}")
+        return configmap
+
+    def _secret(self) -> Obj:
+        secret: Obj = self.kubectl.get(
+            "secret", self.release.tls_secret_name, f"--namespace={NAMESPACE}"
+        )
+        return secret
+
+    def _pods(self) -> list[str]:
+        """The webhook's ready pods."""
+        labels = only(self.release.docs, "Deployment")["spec"]["selector"]["matchLabels"]
+        selector = ",".join(f"{key}={value}" for key, value in labels.items())
+        pods = self.kubectl.get("pods", f"--namespace={NAMESPACE}", f"--selector={selector}")
+        ready = [
+            pod["metadata"]["name"]
+            for pod in pods["items"]
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in pod.get("status", {}).get("conditions", [])
+            )
+        ]
+        assert ready, "no webhook pod is ready"
+        return ready
+
+    def _ops(self, pod: str, path: str) -> str:
+        port = self.release.args["--metrics-port"]
+        return self.kubectl.raw(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}:{port}/proxy{path}")
+
+
+def image_values(image: str) -> dict[str, Any]:
+    """E2E_IMAGE (`repo:tag` or `repo@sha256:...`) as chart values; empty: the chart's."""
+    if not image:
+        return {}
+    if "@" in image:
+        repository, digest = image.split("@", 1)
+        return {"image": {"repository": repository, "digest": digest}}
+    repository, _, tag = image.rpartition(":")
+    assert repository and "/" not in tag, f"E2E_IMAGE={image!r}: expected repo:tag"
+    return {"image": {"repository": repository, "tag": tag}}
+
+
+def external_values(release: Release, port: int, ca_bundle: bytes) -> dict[str, Any]:
+    """Chart values that send the apiserver to the process on this machine, trusting its CA."""
+    return {
+        "webhook": {
+            "url": f"https://{EXTERNAL_HOST}:{port}{release.path}",
+            "caBundle": ca_bundle.decode(),
+        },
+        "certManager": {"enabled": False},
+        "tls": {"existingSecret": release.tls_secret_name},
+    }
+
+
+@contextmanager
+def connect(config: ClusterConfig, helm: Helm, release: Release) -> Iterator[Cluster]:
+    """The cluster with its test namespaces; they and the release are removed afterwards."""
+    kubectl = Kubectl(tools.kubectl(), config.kubeconfig)
+    found = Cluster(config, kubectl, helm, release)
+    found.create_namespaces()
+    try:
+        yield found
+    finally:
+        if not config.keep:
+            found.uninstall()
+
+
+@contextmanager
+def install_target(found: Cluster, root: Path) -> Iterator[Target]:
+    """Install the release (in-cluster, or pointing at a local process) and target it."""
+    with ExitStack() as stack:
+        if found.config.external:
+            injector: LocalInjector = stack.enter_context(
+                started(found.release, root / "injector", extra_names=[EXTERNAL_HOST])
+            )
+            values = external_values(found.release, injector.service.port, injector.ca.bundle)
+            found.install(values, root, wait=False)
+            webhook: LocalInjector | InClusterWebhook = injector
+        else:
+            found.install(image_values(found.config.image), root, wait=True)
+            found.wait_for_ca_bundle()
+            webhook = InClusterWebhook(found.kubectl, found.release)
+        apiserver = ClusterApiserver(found.kubectl, controllers=not found.config.external)
+        yield Target("cluster", apiserver, webhook)

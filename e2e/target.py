@@ -1,0 +1,84 @@
+"""Where the scenarios run: an apiserver that admits Pods and the webhook they go through.
+
+Scenario code talks only to `Target`, so the same scenarios run locally (an apiserver-like
+client in front of the real process on this machine) and against a cluster (kubectl and helm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from e2e.metrics import Samples
+from e2e.pods import Obj
+
+Mode = Literal["local", "cluster"]
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What came of creating one Pod."""
+
+    submitted: Obj
+    """The Pod as the webhook received it (locally: after the apiserver's own defaulting)."""
+    allowed: bool
+    pod: Obj | None
+    """The Pod as stored, after the webhook's patch; None when it was denied."""
+    message: str = ""
+    """Why it was denied."""
+    warnings: tuple[str, ...] = ()
+    patch: list[Obj] | None = None
+    """The JSON Patch answered; only local mode sees it (None: no patch, or not observable)."""
+
+    @property
+    def stored(self) -> Obj:
+        assert self.allowed and self.pod is not None, f"denied: {self.message}"
+        return self.pod
+
+
+class Apiserver(Protocol):
+    """Creates Pods through the admission chain, as the kube-apiserver does."""
+
+    def admit(self, pod: Obj, namespace: str, *, dry_run: bool = False) -> Admission:
+        """Create `pod` in `namespace` (only validated and admitted with `dry_run`)."""
+        ...
+
+    def create_deployment(self, deployment: Obj, namespace: str) -> list[Admission]:
+        """Create `deployment`; the admissions of the Pods its ReplicaSet creates."""
+        ...
+
+
+class Webhook(Protocol):
+    """The running injector, operated as a cluster operator would."""
+
+    reload_bound: float
+    """Seconds a templates or certificate change may take to reach the service."""
+    poll_interval: float
+
+    def templates(self) -> dict[str, str]:
+        """The templates ConfigMap's data as it is now."""
+        ...
+
+    def edit_templates(self, data: Mapping[str, str]) -> None:
+        """Replace the templates ConfigMap's data (`kubectl edit configmap`)."""
+        ...
+
+    def renew_certificate(self) -> None:
+        """Have the serving certificate renewed: a new key and leaf from the same CA."""
+        ...
+
+    def metrics(self) -> Samples:
+        """A scrape of /metrics (summed over replicas)."""
+        ...
+
+    def debug_templates(self) -> list[dict[str, Any]]:
+        """/debug/templates of every replica."""
+        ...
+
+
+@dataclass(frozen=True)
+class Target:
+    mode: Mode
+    apiserver: Apiserver
+    webhook: Webhook

@@ -1,0 +1,79 @@
+"""What only a real cluster shows (cert-manager's caBundle injection, `helm test`), and offline
+checks that what cluster mode installs is what the chart accepts."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from e2e.chart import INJECT_CA_FROM, NAMESPACE, RELEASE, Release, render
+from e2e.cluster import Cluster, ClusterConfig, external_values, image_values
+from e2e.local import LocalInjector
+from e2e.pki import CAIssuer
+from e2e.target import Target
+from tests.chart.helm import Helm, only
+
+
+def test_the_webhook_configuration_trusts_the_ca(cluster: Cluster, cluster_target: Target) -> None:
+    """In-cluster: cainjector copied the chart's CA; external: the caBundle value given."""
+    name = only(cluster.release.docs, "MutatingWebhookConfiguration")["metadata"]["name"]
+    stored = cluster.kubectl.get("mutatingwebhookconfiguration", name)
+    bundles = {base64.b64decode(w["clientConfig"]["caBundle"]) for w in stored["webhooks"]}
+    if isinstance(cluster_target.webhook, LocalInjector):
+        expected = cluster_target.webhook.ca.bundle
+    else:
+        secret = cluster.release.ca_certificate["spec"]["secretName"]
+        data = cluster.kubectl.get("secret", secret, f"--namespace={NAMESPACE}")["data"]
+        expected = base64.b64decode(data["ca.crt"])
+    assert bundles == {expected}
+
+
+def test_helm_test_passes(cluster: Cluster, cluster_target: Target) -> None:
+    """The chart's own test Pod asks for an injection and checks it got it."""
+    if cluster.config.external or not cluster.has_nodes():
+        pytest.skip("helm test runs a Pod: it needs nodes and the in-cluster webhook")
+    result = cluster.helm_run("test", RELEASE, f"--namespace={NAMESPACE}", "--logs")
+    assert "injected: SIDECAR_INJECTOR_HELM_TEST=" in result.stdout
+
+
+# --- Offline: what cluster mode would install is accepted by the chart (runs everywhere) ---
+
+
+def test_the_external_webhook_values_render(helm: Helm, release: Release) -> None:
+    """The values cluster mode installs for a bare apiserver pass the chart's schema and send
+    the apiserver to the local process, trusting its CA, without cert-manager."""
+    ca = CAIssuer(release.ca_certificate["spec"])
+    values = external_values(release, 18443, ca.bundle)
+    rendered = render(helm, values)
+    assert not [d for d in rendered.docs if d["kind"] in ("Certificate", "Issuer")]
+    configuration = only(rendered.docs, "MutatingWebhookConfiguration")
+    assert INJECT_CA_FROM not in configuration["metadata"].get("annotations", {})
+    for webhook in configuration["webhooks"]:
+        client = webhook["clientConfig"]
+        assert client["url"] == f"https://127.0.0.1:18443{release.path}"
+        assert base64.b64decode(client["caBundle"]) == ca.bundle
+    assert rendered.tls_secret_name == release.tls_secret_name
+    assert rendered.args == release.args, "the same service flags as in local mode"
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "sidecar-injector:e2e",
+        "localhost:5000/team/sidecar-injector:0.1.0",
+        f"registry.example/sidecar-injector@sha256:{'0' * 64}",
+    ],
+    ids=["kind-load", "registry-port", "digest"],
+)
+def test_e2e_image_sets_the_chart_image(helm: Helm, image: str) -> None:
+    assert render(helm, image_values(image)).container["image"] == image
+
+
+def test_cluster_mode_is_configured_from_the_environment(tmp_path: Path) -> None:
+    assert ClusterConfig.from_env({}) is None
+    config = ClusterConfig.from_env(
+        {"E2E_KUBECONFIG": str(tmp_path / "kubeconfig"), "E2E_WEBHOOK": "external"}
+    )
+    assert config == ClusterConfig(tmp_path / "kubeconfig", True, "", False)
