@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from injector.service.sample import token_volume
 from tests.k8s import pod as minimal_pod
 
 Obj = dict[str, Any]
@@ -201,7 +202,7 @@ def as_admitted(pod: Obj, namespace: str) -> Obj:
             )
     if spec.get("automountServiceAccountToken", True) and not _mounts_token(containers):
         volume = f"kube-api-access-{random_suffix()}"
-        spec.setdefault("volumes", []).append(_token_volume(volume))
+        spec.setdefault("volumes", []).append(token_volume(volume))
         for container in containers:
             container.setdefault("volumeMounts", []).append(
                 {"name": volume, "mountPath": TOKEN_PATH, "readOnly": True}
@@ -239,34 +240,6 @@ def _default_container(container: Obj) -> None:
 
 def _mounts_token(containers: list[Obj]) -> bool:
     return any(m["mountPath"] == TOKEN_PATH for c in containers for m in c.get("volumeMounts", []))
-
-
-def _token_volume(name: str) -> Obj:
-    return {
-        "name": name,
-        "projected": {
-            "defaultMode": 420,
-            "sources": [
-                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                {
-                    "configMap": {
-                        "name": "kube-root-ca.crt",
-                        "items": [{"key": "ca.crt", "path": "ca.crt"}],
-                    }
-                },
-                {
-                    "downwardAPI": {
-                        "items": [
-                            {
-                                "path": "namespace",
-                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
-                            }
-                        ]
-                    }
-                },
-            ],
-        },
-    }
 
 
 def _annotations(inject: str | None, params: Params) -> dict[str, str]:

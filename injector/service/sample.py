@@ -119,35 +119,37 @@ def _volumes() -> list[dict[str, Any]]:
     return [
         {"name": "config", "configMap": {"name": "shop-api-config", "defaultMode": 420}},
         {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
-        {
-            "name": TOKEN_VOLUME,
-            "projected": {
-                "defaultMode": 420,
-                "sources": [
-                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
-                    {
-                        "configMap": {
-                            "name": "kube-root-ca.crt",
-                            "items": [{"key": "ca.crt", "path": "ca.crt"}],
-                        }
-                    },
-                    {
-                        "downwardAPI": {
-                            "items": [
-                                {
-                                    "path": "namespace",
-                                    "fieldRef": {
-                                        "apiVersion": "v1",
-                                        "fieldPath": "metadata.namespace",
-                                    },
-                                }
-                            ]
-                        }
-                    },
-                ],
-            },
-        },
+        token_volume(TOKEN_VOLUME),
     ]
+
+
+def token_volume(name: str) -> dict[str, Any]:
+    """The projected service-account token volume the apiserver adds to every pod."""
+    return {
+        "name": name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {
+                    "configMap": {
+                        "name": "kube-root-ca.crt",
+                        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                    }
+                },
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {
+                                "path": "namespace",
+                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                            }
+                        ]
+                    }
+                },
+            ],
+        },
+    }
 
 
 def pod(inject: str = "log-shipper") -> dict[str, Any]:
