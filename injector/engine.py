@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
-
-import orjson
 
 from injector.catalog import Catalog
 from injector.conflicts import Taken
@@ -14,7 +12,7 @@ from injector.params import Value
 from injector.patch import Injection, build
 from injector.policy import Settings, pod_skip, request_skip, requested
 from injector.render import RenderError
-from injector.template import Template
+from injector.template import Template, status_of
 from injector.types import JSON, AddOp, Obj
 from injector.yamlsrc import format_path
 
@@ -60,7 +58,7 @@ def decide(pod: JSON, namespace: str, catalog: Catalog, settings: Settings) -> D
     injections, errors = _prepare(pod, namespace, names, catalog, settings)
     if not injections:
         return Decision(requested=names, errors=tuple(errors))
-    status = _status(pod, injections)
+    status = _status([i.template for i in injections])
     ops, warnings = build(pod, injections, settings.status_key, status)
     return Decision(
         requested=names,
@@ -174,18 +172,11 @@ def _render_error(template: Template, exc: RenderError) -> InjectionError:
     )
 
 
-def _status(pod: Obj, injections: list[Injection]) -> str:
+def _status(templates: Sequence[Template]) -> str:
     """The idempotency record: which template versions added what."""
-    return orjson.dumps(
-        {
-            "templates": [
-                {"name": i.template.name, "digest": i.template.digest} for i in injections
-            ],
-            "containers": [n for i in injections for n in i.template.container_names],
-            "initContainers": [n for i in injections for n in i.template.init_container_names],
-            "volumes": [n for i in injections for n in i.template.volume_names],
-        }
-    ).decode()
+    if len(templates) == 1:
+        return templates[0].status_record  # the usual case, serialized once per template
+    return status_of(templates)
 
 
 def _shape_problem(pod: JSON) -> str | None:
@@ -203,14 +194,17 @@ def _shape_problem(pod: JSON) -> str | None:
         return "the pod has no spec"
     for key in ("containers", "initContainers", "volumes"):
         entries = spec.get(key)
-        if entries is not None and not (
-            isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
-        ):
+        if entries is not None and not _list_of_objects(entries):
             return f"spec.{key} must be a list of objects"
     if not spec.get("containers"):
         return "spec.containers must list at least one container"
     for index, container in enumerate(spec["containers"]):
         for key in ("env", "volumeMounts"):
-            if not isinstance(container.get(key) or [], list):
+            entries = container.get(key)
+            if entries is not None and not isinstance(entries, list):
                 return f"spec.containers[{index}].{key} must be a list"
     return None
+
+
+def _list_of_objects(entries: JSON) -> bool:
+    return isinstance(entries, list) and all(isinstance(entry, dict) for entry in entries)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import orjson
 
 from injector.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from injector.params import ParamSpec, Value, parse_spec
-from injector.render import Compiler, Node, RenderError, make_context
+from injector.render import Compiler, Context, Node, RenderError, make_context
 from injector.types import JSON, Obj
 from injector.yamlsrc import Path
 
@@ -77,11 +79,24 @@ class Template:
     def render(self, pod: Mapping[str, JSON], overrides: Mapping[str, Value]) -> Rendered:
         """Render for one pod; raises RenderError naming the field that failed."""
         if not overrides and self.defaults_bound is not None:
-            ctx = make_context(pod, {}, self.name)
-            return _to_rendered(self.defaults_bound.render(ctx))
+            params, template = self._default_names
+            return _to_rendered(self.defaults_bound.render(Context(pod, params, template)))
         values = {n: s.default for n, s in self.params.items() if s.default is not None}
         values.update(overrides)
         return _to_rendered(self.tree.render(make_context(pod, values, self.name)))
+
+    @functools.cached_property
+    def _default_names(self) -> tuple[SimpleNamespace, SimpleNamespace]:
+        """`params` (the defaults) and `template` for expressions left to render per pod;
+        built once, shared read-only (the sandbox cannot assign attributes)."""
+        defaults = {n: s.default for n, s in self.params.items() if s.default is not None}
+        ctx = make_context({}, defaults, self.name)
+        return ctx.params, ctx.template
+
+    @functools.cached_property
+    def status_record(self) -> str:
+        """The status annotation of a pod that got only this template."""
+        return status_of([self])
 
     def required_params(self) -> list[str]:
         return [name for name, spec in self.params.items() if spec.default is None]
@@ -114,6 +129,18 @@ def _check_rendered(rendered: Rendered) -> None:
                 f"label value {value!r} is not valid: at most 63 characters of letters, "
                 "digits, '-', '_' and '.', starting and ending with a letter or digit",
             )
+
+
+def status_of(templates: Sequence[Template]) -> str:
+    """The status annotation's JSON: which template versions added which names."""
+    return orjson.dumps(
+        {
+            "templates": [{"name": t.name, "digest": t.digest} for t in templates],
+            "containers": [n for t in templates for n in t.container_names],
+            "initContainers": [n for t in templates for n in t.init_container_names],
+            "volumes": [n for t in templates for n in t.volume_names],
+        }
+    ).decode()
 
 
 def digest_of(data: JSON) -> str:

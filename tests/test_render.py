@@ -156,3 +156,12 @@ def test_plain_lookups_take_the_fast_path() -> None:
     )
     assert _pieces(ENVIRONMENT.parse("{{ pod.name | upper }}")) is None
     assert _pieces(ENVIRONMENT.parse("{% if pod %}x{% endif %}")) is None
+
+
+def test_strings_mixing_pod_and_params_render_with_defaults_and_overrides() -> None:
+    compiled = template(
+        "parameters: {level: {type: string, default: info}}\n"
+        "containers: [{name: s, image: x, args: ['{{ params.level }}-{{ pod.name }}-{{ template.name }}']}]\n"
+    )
+    assert compiled.render(VIEW, {}).containers[0]["args"] == ["info-web-1-t"]
+    assert compiled.render(VIEW, {"level": "debug"}).containers[0]["args"] == ["debug-web-1-t"]
