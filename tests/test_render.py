@@ -1,8 +1,14 @@
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from injector.loader import directory_sources, load_sources
 from injector.render import ENVIRONMENT, Const, RenderError, Text, _pieces, make_context
+from injector.template import Template
 from tests.helpers import VIEW, catalog, template
 
 TYPED = """
@@ -165,3 +171,43 @@ def test_strings_mixing_pod_and_params_render_with_defaults_and_overrides() -> N
     )
     assert compiled.render(VIEW, {}).containers[0]["args"] == ["info-web-1-t"]
     assert compiled.render(VIEW, {"level": "debug"}).containers[0]["args"] == ["debug-web-1-t"]
+
+
+def _all_templates() -> list[Template]:
+    root = Path(__file__).parent
+    result = load_sources(
+        [
+            *directory_sources(root.parent / "examples" / "templates"),
+            *directory_sources(root / "golden" / "_templates"),
+        ]
+    )
+    return list(result.templates.values())
+
+
+ALL_TEMPLATES = _all_templates()
+LABEL = st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True)
+
+
+@settings(max_examples=50, deadline=None)
+@given(name=LABEL, namespace=LABEL, app=LABEL)
+def test_the_prebound_path_renders_like_the_full_tree(name: str, namespace: str, app: str) -> None:
+    view = {
+        **VIEW,
+        "name": name,
+        "namespace": namespace,
+        "labels": {"app": app, "app.kubernetes.io/name": app},
+    }
+    for compiled in ALL_TEMPLATES:
+        assert compiled.defaults_bound is not None
+        defaults = {n: s.default for n, s in compiled.params.items() if s.default is not None}
+        full = compiled.tree.render(make_context(view, defaults, compiled.name))
+        assert compiled.render(view, {})._asdict() == {
+            "containers": full.get("containers", []),
+            "init_containers": full.get("initContainers", []),
+            "volumes": full.get("volumes", []),
+            "volume_mounts": full.get("volumeMounts", []),
+            "env": full.get("env", []),
+            "image_pull_secrets": full.get("imagePullSecrets", []),
+            "labels": full.get("labels", {}),
+            "annotations": full.get("annotations", {}),
+        }, compiled.name
