@@ -23,7 +23,23 @@ from injector.template import Template
 def webhook_app(state: State, metrics: Metrics, max_body_bytes: int) -> ASGIApp:
     """POST /mutate; everything else is a 404."""
     endpoint = MutateEndpoint(state, metrics, max_body_bytes)
-    return CloseWhenDraining(Starlette(routes=[Route("/mutate", endpoint)]), state)
+    routed = Starlette(routes=[Route("/mutate", endpoint)])
+    return CloseWhenDraining(MutateFirst(endpoint, routed), state)
+
+
+class MutateFirst:
+    """Requests for /mutate go straight to the endpoint; Starlette's router answers the rest
+    (404s, the redirect of /mutate/). Every admission skips the router and its middleware."""
+
+    def __init__(self, endpoint: ASGIApp, routed: ASGIApp) -> None:
+        self.endpoint = endpoint
+        self.routed = routed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/mutate":
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.routed(scope, receive, send)
 
 
 class CloseWhenDraining:
