@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Callable
 from typing import TextIO
 
 import orjson
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor
 
 from injector.service.config import LogFormat, LogLevel
 
@@ -26,7 +28,7 @@ def configure(level: LogLevel, fmt: LogFormat, stream: TextIO | None = None) -> 
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        UTCStamper(),
     ]
     if fmt == "json":
         # orjson and a bytes logger keep the canonical per-review line cheap.
@@ -49,6 +51,25 @@ def configure(level: LogLevel, fmt: LogFormat, stream: TextIO | None = None) -> 
         cache_logger_on_first_use=True,
     )
     _route_stdlib(level, out, shared, theirs)
+
+
+class UTCStamper:
+    """`timestamp` as ISO 8601 UTC with microseconds, like structlog's TimeStamper(fmt="iso",
+    utc=True) but formatting the date and time once per second: it runs on every review."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self, logger: object, method: str, event: EventDict) -> EventDict:
+        now = self.clock()
+        second = int(now)
+        if second != self.second:
+            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self.second = second
+        event["timestamp"] = f"{self.prefix}.{int((now - second) * 1_000_000):06d}Z"
+        return event
 
 
 def _route_stdlib(
