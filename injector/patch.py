@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from injector.template import Rendered, Template
@@ -39,8 +39,8 @@ def build(
     _append(ops, spec, "/spec", "volumes", [v for r in rendered for v in r.volumes])
     _app_containers(ops, warnings, spec, injections)
     _append(ops, spec, "/spec", "imagePullSecrets", _pull_secrets(spec, rendered))
-    _merge_map(ops, metadata, "labels", _first_wins(r.labels for r in rendered))
-    annotations = _first_wins(r.annotations for r in rendered)
+    _merge_map(ops, metadata, "labels", _first_wins([r.labels for r in rendered]))
+    annotations = _first_wins([r.annotations for r in rendered])
     annotations.pop(status_key, None)
     annotations[status_key] = status  # last, so it is the final op
     _merge_map(ops, metadata, "annotations", annotations)
@@ -51,7 +51,8 @@ def _append(ops: list[AddOp], parent: Obj, base: str, key: str, items: list[JSON
     if not items:
         return
     if isinstance(parent.get(key), list):
-        ops.extend(add(f"{base}/{key}/-", item) for item in items)
+        path = f"{base}/{key}/-"
+        ops += [{"op": "add", "path": path, "value": item} for item in items]
     else:
         ops.append(add(f"{base}/{key}", list(items)))
 
@@ -60,7 +61,10 @@ def _prepend(ops: list[AddOp], parent: Obj, base: str, key: str, items: list[JSO
     if not items:
         return
     if isinstance(parent.get(key), list):
-        ops.extend(add(f"{base}/{key}/{index}", item) for index, item in enumerate(items))
+        ops += [
+            {"op": "add", "path": f"{base}/{key}/{index}", "value": item}
+            for index, item in enumerate(items)
+        ]
     else:
         ops.append(add(f"{base}/{key}", list(items)))
 
@@ -72,12 +76,16 @@ def _merge_map(ops: list[AddOp], metadata: Obj, key: str, values: dict[str, str]
         if values:
             ops.append(add(f"/metadata/{key}", values))
         return
-    ops.extend(
-        add(f"/metadata/{key}/{escape(k)}", v) for k, v in values.items() if k not in current
-    )
+    ops += [
+        {"op": "add", "path": f"/metadata/{key}/{escape(k)}", "value": v}
+        for k, v in values.items()
+        if k not in current
+    ]
 
 
-def _first_wins(maps: Iterable[dict[str, str]]) -> dict[str, str]:
+def _first_wins(maps: list[dict[str, str]]) -> dict[str, str]:
+    if len(maps) == 1:
+        return dict(maps[0])
     merged: dict[str, str] = {}
     for values in maps:
         for key, value in values.items():
