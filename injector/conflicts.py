@@ -23,9 +23,9 @@ class Taken:
         taken = cls()
         for key in ("containers", "initContainers", "ephemeralContainers"):
             for container in spec.get(key) or ():
-                taken.containers[str(container.get("name"))] = POD
+                taken.containers[container.get("name")] = POD
         for volume in spec.get("volumes") or ():
-            taken.volumes[str(volume.get("name"))] = POD
+            taken.volumes[volume.get("name")] = POD
         return taken
 
     def check(self, template: Template) -> list[InjectionError]:

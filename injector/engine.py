@@ -146,7 +146,7 @@ def parse_overrides(
                     template, f"annotation {key}: {raw!r} is not valid: expected {spec.expected()}"
                 )
             )
-    for name in template.required_params():
+    for name in template.required:
         if name not in values:
             errors.append(
                 _param_error(

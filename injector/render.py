@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -158,11 +158,25 @@ class ParamValue(Node):
 
 @dataclass(frozen=True, slots=True)
 class MapNode(Node):
+    """A map with at least one expression below it. Rendering copies a prebuilt map of the
+    constant entries (in their order) and renders only the entries that have expressions."""
+
     items: tuple[tuple[str, Node], ...]
     uses_pod: bool
+    _base: dict[str, JSON] = field(init=False, repr=False, compare=False)
+    _dynamic: tuple[tuple[str, Node], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        base = {key: node.value if isinstance(node, Const) else None for key, node in self.items}
+        dynamic = tuple((k, n) for k, n in self.items if not isinstance(n, Const))
+        object.__setattr__(self, "_base", base)
+        object.__setattr__(self, "_dynamic", dynamic)
 
     def render(self, ctx: Context) -> JSON:
-        return {key: node.render(ctx) for key, node in self.items}
+        out = self._base.copy()
+        for key, node in self._dynamic:
+            out[key] = node.render(ctx)
+        return out
 
     def bind(self, ctx: Context) -> Node:
         return _collapse(MapNode(tuple((k, n.bind(ctx)) for k, n in self.items), self.uses_pod))
@@ -170,11 +184,24 @@ class MapNode(Node):
 
 @dataclass(frozen=True, slots=True)
 class ListNode(Node):
+    """A list with at least one expression below it, rendered like MapNode."""
+
     items: tuple[Node, ...]
     uses_pod: bool
+    _base: list[JSON] = field(init=False, repr=False, compare=False)
+    _dynamic: tuple[tuple[int, Node], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        base = [node.value if isinstance(node, Const) else None for node in self.items]
+        dynamic = tuple((i, n) for i, n in enumerate(self.items) if not isinstance(n, Const))
+        object.__setattr__(self, "_base", base)
+        object.__setattr__(self, "_dynamic", dynamic)
 
     def render(self, ctx: Context) -> JSON:
-        return [node.render(ctx) for node in self.items]
+        out = self._base.copy()
+        for index, node in self._dynamic:
+            out[index] = node.render(ctx)
+        return out
 
     def bind(self, ctx: Context) -> Node:
         return _collapse(ListNode(tuple(n.bind(ctx) for n in self.items), self.uses_pod))

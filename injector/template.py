@@ -98,8 +98,10 @@ class Template:
         """The status annotation of a pod that got only this template."""
         return status_of([self])
 
-    def required_params(self) -> list[str]:
-        return [name for name, spec in self.params.items() if spec.default is None]
+    @functools.cached_property
+    def required(self) -> tuple[str, ...]:
+        """Parameters without a default: the pod must set them."""
+        return tuple(name for name, spec in self.params.items() if spec.default is None)
 
 
 def _to_rendered(data: JSON) -> Rendered:
@@ -219,7 +221,7 @@ def _bind_defaults(template: Template, problems: list[Problem]) -> Template | No
     ctx = make_context(CANONICAL_POD, values, template.name)
     try:
         _to_rendered(template.tree.render(ctx))
-        bound = template.tree.bind(ctx) if not template.required_params() else None
+        bound = template.tree.bind(ctx) if not template.required else None
     except RenderError as exc:
         problems.append((exc.path, f"test render against the canonical pod failed: {exc}"))
         return None

@@ -110,7 +110,7 @@ def test_required_parameters_have_no_prebound_tree() -> None:
         "parameters: {image: {type: string}}\ncontainers: [{name: s, image: '{{ params.image }}'}]\n"
     )
     assert compiled.defaults_bound is None
-    assert compiled.required_params() == ["image"]
+    assert compiled.required == ("image",)
     assert compiled.render(VIEW, {"image": "y"}).containers[0]["image"] == "y"
 
 
