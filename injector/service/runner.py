@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 from collections.abc import Iterator
@@ -191,6 +192,21 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+GC_THRESHOLDS = (50_000, 20, 100)
+"""Collect young objects after 50,000 net allocations instead of 700. A review allocates
+thousands of short-lived containers that reference counting frees; with the default, parsing
+a large pod under load set off collections over every request in flight (the benchmark's
+100 KB p99 fell from 19 ms to 6-7 ms with the collector off)."""
+
+
+def settle_heap() -> None:
+    """Move everything loaded at start-up (modules, templates, TLS, metrics) out of the
+    collector's reach, since it lives as long as the process, and collect less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run(config: Config) -> int:
     """Start, serve until stopped, and return the exit code (only the CLI calls sys.exit)."""
     with contextlib.ExitStack() as stack:
@@ -215,5 +231,6 @@ def _run(config: Config, stack: contextlib.ExitStack) -> int:
     log.info("listening", host=config.host, port=port, metrics_port=metrics_port)
     if dev is not None:
         dev.announce(port, metrics_port)
+    settle_heap()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(service.serve(webhook_socket, ops_socket))

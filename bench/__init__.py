@@ -1,0 +1,1 @@
+"""The load benchmark of POST /mutate: `make bench` runs bench/run.py."""
