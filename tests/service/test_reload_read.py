@@ -11,6 +11,7 @@ from injector.policy import Settings
 from injector.service.metrics import Metrics
 from injector.service.reload import Templates
 from injector.service.state import State
+from tests.service.support import KubeletVolume
 
 TEMPLATE = "containers: [{name: s, image: 'busybox:1.36'}]\n"
 
@@ -48,3 +49,16 @@ def test_an_unreadable_directory_is_reported_and_retried(tmp_path: Path) -> None
     assert isinstance(reader.read(), str)
     (tmp_path / "missing").mkdir()
     assert reader.read() == ()
+
+
+def test_a_kubelet_volume_is_checked_by_its_data_link(tmp_path: Path) -> None:
+    volume = KubeletVolume(tmp_path / "templates")
+    volume.write({"a.yaml": TEMPLATE})
+    reader = templates(volume.root)
+    first = reader.read()
+    assert reader.read() is first
+    volume.write({"a.yaml": TEMPLATE.replace("1.36", "1.37"), "b.yaml": TEMPLATE})
+    second = reader.read()
+    assert isinstance(second, tuple)
+    assert [s.key for s in second] == ["a.yaml", "b.yaml"]
+    assert "1.37" in second[0].text
