@@ -48,7 +48,10 @@ def load_sources(sources: Iterable[Source]) -> LoadResult:
         if source.read_error is not None:
             result.errors[name] = [LoadError(source.label, f"cannot read: {source.read_error}")]
             continue
-        template, errors = _load_one(name, source)
+        try:
+            template, errors = _load_one(name, source)
+        except Exception as exc:  # a case validation missed must not hide the other files
+            template, errors = None, [LoadError(source.label, f"cannot load: {exc!r}")]
         if template is not None:
             result.templates[name] = template
         else:

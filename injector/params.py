@@ -94,7 +94,7 @@ def _show(value: Value) -> str:
 
 def _from_text(kind: ParamType, text: str) -> Value | None:
     if kind == "int":
-        return int(text) if _INT_RE.match(text) else None
+        return _int64(int(text)) if _INT_RE.match(text) else None
     if kind == "bool":
         return {"true": True, "false": False}.get(text.lower())
     if kind == "quantity":
@@ -102,10 +102,15 @@ def _from_text(kind: ParamType, text: str) -> Value | None:
     return text
 
 
+def _int64(value: int) -> int | None:
+    """Kubernetes integers are at most 64 bits; larger ones are not valid values."""
+    return value if -(2**63) <= value < 2**63 else None
+
+
 def _from_yaml(kind: ParamType, raw: JSON) -> Value | None:
     """A YAML value as this type, or None if it is not one."""
     if kind == "int":
-        return raw if isinstance(raw, int) and not isinstance(raw, bool) else None
+        return _int64(raw) if isinstance(raw, int) and not isinstance(raw, bool) else None
     if kind == "bool":
         return raw if isinstance(raw, bool) else None
     if kind == "quantity":

@@ -11,7 +11,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from injector.params import ParamSpec, Value
 from injector.types import JSON
@@ -39,8 +39,9 @@ def _finalize(value: object) -> object:
     return "" if value is None else value
 
 
-class _Sandbox(SandboxedEnvironment):
-    """Jinja's sandbox, plus a cap on `*` and `**` so an expression cannot exhaust memory."""
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox (no `.update()` of the pod or of anything shared), plus a
+    cap on `*` and `**` so that an expression cannot exhaust memory."""
 
     intercepted_binops = frozenset({"*", "**"})
 
@@ -128,16 +129,20 @@ class Text(Node):
             # Most expressions are plain lookups; joining them directly is ~10x cheaper than
             # a Jinja render, and anything unusual falls back to Jinja for the exact result.
             try:
-                return "".join(p if isinstance(p, str) else _lookup(ctx, *p) for p in self.pieces)
+                out = "".join(p if isinstance(p, str) else _lookup(ctx, *p) for p in self.pieces)
             except _Fallback:
-                pass
-        try:
-            out = self.template.render(ctx.as_dict())
-        except Exception as exc:  # any failure inside a user's expression is the template's
-            raise RenderError(self.path, _describe(exc)) from None
+                out = self._render_slow(ctx)
+        else:
+            out = self._render_slow(ctx)
         if len(out) > MAX_RENDERED:
             raise RenderError(self.path, f"renders to {len(out)} characters (max {MAX_RENDERED})")
         return out
+
+    def _render_slow(self, ctx: Context) -> str:
+        try:
+            return self.template.render(ctx.as_dict())
+        except Exception as exc:  # any failure inside a user's expression is the template's
+            raise RenderError(self.path, _describe(exc)) from None
 
     def bind(self, ctx: Context) -> Node:
         return self if self.uses_pod else Const(self.render(ctx))

@@ -42,7 +42,11 @@ CANONICAL_POD: Mapping[str, JSON] = {
     "annotations": {},
     "serviceAccountName": "default",
 }
-"""What the load-time test render sees as `pod`: expressions must work on it."""
+"""What the load-time test render sees as `pod`: expressions must work on it..."""
+CANONICAL_CONTROLLER_POD: Mapping[str, JSON] = {**CANONICAL_POD, "name": "canonical-"}
+"""...and on a pod a controller creates, which has only a generateName (`pod.name` is then
+"canonical-", which is not a valid label value, for example)."""
+INT64 = (-(2**63), 2**63 - 1)
 
 Problem = tuple[Path, str]
 
@@ -151,13 +155,29 @@ def digest_of(data: JSON) -> str:
     return hashlib.sha256(canonical).hexdigest()[:16]
 
 
+TYPED_FIELDS = frozenset(
+    {
+        # int or int-or-string
+        "containerPort", "hostPort", "port", "number", "runAsUser", "runAsGroup", "fsGroup",
+        "defaultMode", "mode", "weight", "priority",
+        # bool
+        "readOnly", "privileged", "runAsNonRoot", "readOnlyRootFilesystem",
+        "allowPrivilegeEscalation", "stdin", "stdinOnce", "tty", "optional",
+    }
+)  # fmt: skip
+"""Container and volume fields that take ints or booleans, plus every `...Seconds` and
+`...Threshold` field. Only there does `"{{ params.port }}"` keep its int or bool type."""
+
+
 def string_only(path: Path) -> bool:
-    """Fields where Kubernetes takes only strings, so `{{ params.port }}` stays a string."""
-    if path and path[0] in MAP_SECTIONS:
+    """Whether a single-expression string stays a string: everywhere except typed fields
+    (labels, annotations, env values, args, headers, attributes... are strings only)."""
+    if not path or path[0] in MAP_SECTIONS:
         return True
-    if len(path) >= 2 and path[-2] in ("args", "command") and isinstance(path[-1], int):
+    key = path[-1]
+    if not isinstance(key, str) or (len(path) >= 3 and path[-3] == "env"):
         return True
-    return len(path) >= 3 and path[-3] == "env" and path[-1] == "value"
+    return not (key in TYPED_FIELDS or key.endswith(("Seconds", "Threshold")))
 
 
 def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
@@ -179,6 +199,10 @@ def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
     ]
     if not isinstance(raw.get("description", ""), str):
         problems.append((("description",), "must be a string"))
+    before = len(problems)
+    _check_values(raw, (), problems)
+    if len(problems) > before:  # the checks below assume string keys and int64 numbers
+        return None, problems
     params = _parse_params(raw.get("parameters", {}), problems)
     body = {key: raw[key] for key in (*LIST_SECTIONS, *MAP_SECTIONS) if key in raw}
     names = _check_shape(body, raw.get("targetContainers", []), problems)
@@ -218,14 +242,35 @@ def _bind_defaults(template: Template, problems: list[Problem]) -> Template | No
         n: s.default if s.default is not None else s.placeholder()
         for n, s in template.params.items()
     }
+    for pod, which in (
+        (CANONICAL_POD, "canonical pod"),
+        (
+            CANONICAL_CONTROLLER_POD,
+            "canonical pod with only a generateName (as Deployments and Jobs create)",
+        ),
+    ):
+        try:
+            _to_rendered(template.tree.render(make_context(pod, values, template.name)))
+        except RenderError as exc:
+            problems.append((exc.path, f"test render against the {which} failed: {exc}"))
+            return None
     ctx = make_context(CANONICAL_POD, values, template.name)
-    try:
-        _to_rendered(template.tree.render(ctx))
-        bound = template.tree.bind(ctx) if not template.required else None
-    except RenderError as exc:
-        problems.append((exc.path, f"test render against the canonical pod failed: {exc}"))
-        return None
+    bound = template.tree.bind(ctx) if not template.required else None
     return dataclasses.replace(template, defaults_bound=bound)
+
+
+def _check_values(raw: JSON, path: Path, problems: list[Problem]) -> None:
+    """Keys must be strings and integers must fit in 64 bits, anywhere in the file."""
+    if isinstance(raw, dict):
+        for key, value in raw.items():
+            if not isinstance(key, str):
+                problems.append((path, f"key {key!r} must be a string; quote it"))
+            _check_values(value, (*path, str(key)), problems)
+    elif isinstance(raw, list):
+        for index, item in enumerate(raw):
+            _check_values(item, (*path, index), problems)
+    elif isinstance(raw, int) and not INT64[0] <= raw <= INT64[1]:
+        problems.append((path, f"{raw} does not fit in a 64-bit integer"))
 
 
 def _check_shape(body: Obj, targets: JSON, problems: list[Problem]) -> dict[str, tuple[str, ...]]:

@@ -49,15 +49,42 @@ def parse(text: str) -> Located:
         node = loader.get_single_node()
         if node is None:
             return Located(None)
-        data = loader.construct_document(node)
+        located = Located(None)
+        _index(node, (), located)  # first: it refuses recursive and exploding aliases
+        located.data = loader.construct_document(node)
     finally:
         loader.dispose()
-    located = Located(data)
-    _index(node, (), located)
     return located
 
 
-def _index(node: yaml.Node, path: Path, located: Located) -> None:
+MAX_NODES = 100_000
+"""Values in one document, counting each use of an alias: stops "billion laughs" documents."""
+
+
+class TooLarge(yaml.YAMLError):
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__("too many values")
+        self.problem = f"more than {MAX_NODES} values (counting each use of an alias)"
+        self.problem_mark = mark
+
+
+class RecursiveAlias(yaml.YAMLError):
+    """An alias inside the node it refers to: the value would be infinitely deep."""
+
+    def __init__(self, mark: yaml.Mark) -> None:
+        super().__init__("an alias refers to a node that contains it")
+        self.problem = "an alias refers to a node that contains it (a recursive value)"
+        self.problem_mark = mark
+
+
+def _index(
+    node: yaml.Node, path: Path, located: Located, ancestors: frozenset[int] = frozenset()
+) -> None:
+    if id(node) in ancestors:
+        raise RecursiveAlias(node.start_mark)
+    if len(located.lines) >= MAX_NODES:
+        raise TooLarge(node.start_mark)
+    ancestors = ancestors | {id(node)}
     located.lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -66,7 +93,7 @@ def _index(node: yaml.Node, path: Path, located: Located) -> None:
             if key in seen:
                 located.duplicate_keys.append((path + (key,), key_node.start_mark.line + 1))
             seen.add(key)
-            _index(value_node, path + (key,), located)
+            _index(value_node, path + (key,), located, ancestors)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _index(item, path + (index,), located)
+            _index(item, path + (index,), located, ancestors)

@@ -198,3 +198,9 @@ def test_container_env_and_mounts_must_be_lists() -> None:
     assert [(e.reason, e.message) for e in decision.errors] == [
         ("invalid_pod", "spec.containers[0].env must be a list")
     ]
+
+
+def test_integers_beyond_64_bits_are_invalid_overrides() -> None:
+    p = opted_in("sidecar", **{"sidecar-injector.io/sidecar.port": "99999999999999999999"})
+    decision = decide(p, "shop", CATALOG, S)
+    assert [e.reason for e in decision.errors] == ["invalid_parameter"]

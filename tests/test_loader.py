@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import injector.loader
+import injector.template
 from injector.loader import Source, configmap_sources, file_sources, load_directory, load_sources
 
 GOOD = """\
@@ -198,3 +200,64 @@ def test_dangling_symlinks_left_by_a_removed_key_are_skipped(tmp_path: Path) -> 
     result = load_directory(tmp_path)
     assert list(result.templates) == ["a"]
     assert result.errors == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "containers: [{name: s, image: x, ports: [{containerPort: 18446744073709551616}]}]\n",
+            "t.yaml:1: containers[0].ports[0].containerPort: 18446744073709551616 does not fit in a 64-bit integer",
+        ),
+        (
+            "containers: [{name: s, image: x}]\nlabels: {1: a}\n",
+            "t.yaml:2: labels: key 1 must be a string; quote it",
+        ),
+        (
+            "containers: [{name: s, image: x, env: [{name: A, on: x}]}]\n",
+            "key True must be a string; quote it",
+        ),
+        (
+            "containers: &c [{name: s, image: x, args: *c}]\n",
+            "t.yaml:1: invalid YAML: an alias refers to a node that contains it",
+        ),
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+            "e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\n",
+            "invalid YAML: more than 100000 values",
+        ),
+        (
+            "labels:\n  app.kubernetes.io/instance: '{{ pod.name }}'\n",
+            "test render against the canonical pod with only a generateName (as Deployments and Jobs create) failed: "
+            "label value 'canonical-' is not valid",
+        ),
+        (
+            "containers: [{name: s, image: x, args: [\"{{ pod.labels.update({'app': 'x'}) }}\"]}]\n",
+            "not allowed in the sandbox",
+        ),
+    ],
+)
+def test_hostile_or_subtle_files_are_load_errors_not_crashes(text: str, expected: str) -> None:
+    errors = load_one(text)
+    assert any(expected in e for e in errors), errors
+
+
+def test_an_unexpected_failure_in_one_file_spares_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = injector.template.build
+
+    def build(name: str, raw: object) -> object:
+        if name == "bad":
+            raise RuntimeError("surprise")
+        return real(name, raw)
+
+    monkeypatch.setattr(injector.loader, "build", build)
+    result = load_sources(
+        [Source("good.yaml", GOOD, "good.yaml"), Source("bad.yaml", GOOD, "bad.yaml")]
+    )
+    assert list(result.templates) == ["good"]
+    assert [str(e) for e in result.errors["bad"]] == [
+        "bad.yaml: cannot load: RuntimeError('surprise')"
+    ]

@@ -211,3 +211,41 @@ def test_the_prebound_path_renders_like_the_full_tree(name: str, namespace: str,
             "labels": full.get("labels", {}),
             "annotations": full.get("annotations", {}),
         }, compiled.name
+
+
+def test_only_typed_fields_turn_single_expressions_into_ints_or_bools() -> None:
+    compiled = template(
+        """
+        parameters:
+          port: {type: int, default: 8080}
+          enabled: {type: bool, default: true}
+        containers:
+          - name: s
+            image: x
+            readinessProbe:
+              httpGet:
+                port: "{{ params.port }}"
+                httpHeaders: [{name: X-Port, value: "{{ params.port }}"}]
+              periodSeconds: "{{ params.port }}"
+            securityContext: {readOnlyRootFilesystem: "{{ params.enabled }}"}
+        volumes:
+          - name: v
+            csi: {driver: d, volumeAttributes: {enabled: "{{ params.enabled }}"}}
+        """
+    )
+    rendered = compiled.render(VIEW, {})
+    probe = rendered.containers[0]["readinessProbe"]
+    assert probe["httpGet"]["port"] == 8080
+    assert probe["httpGet"]["httpHeaders"][0]["value"] == "8080"
+    assert probe["periodSeconds"] == 8080
+    assert rendered.containers[0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert rendered.volumes[0]["csi"]["volumeAttributes"]["enabled"] == "true"
+
+
+def test_the_length_cap_applies_to_plain_lookups_too() -> None:
+    compiled = template(
+        "parameters: {p: {type: string, default: x}}\n"
+        "annotations: {a: '{{ params.p }}{{ params.p }}{{ pod.name }}'}\n"
+    )
+    with pytest.raises(RenderError, match="renders to 80005 characters"):
+        compiled.render(VIEW, {"p": "x" * 40_000})

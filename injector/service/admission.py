@@ -68,6 +68,10 @@ def parse(body: bytes) -> dict[str, Any]:
     uid = request.get("uid")
     if not isinstance(uid, str) or not uid:
         raise BadReview("the AdmissionReview request has no uid")
+    for key, kind in (("kind", "an object"), ("object", "an object or null")):
+        value = request.get(key)
+        if not (isinstance(value, dict) or (value is None and key == "object")):
+            raise BadReview(f"the AdmissionReview request's {key} must be {kind}")
     return request
 
 

@@ -215,6 +215,16 @@ async def test_an_unexpected_exception_is_logged_and_answered_per_on_error(
             b'"request": {"uid": 7}}',
             "request has no uid",
         ),
+        (
+            b'{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", '
+            b'"request": {"uid": "u", "kind": "Pod", "object": {}}}',
+            "request's kind must be an object",
+        ),
+        (
+            b'{"kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1", '
+            b'"request": {"uid": "u", "kind": {"kind": "Pod"}, "object": []}}',
+            "request's object must be an object or null",
+        ),
     ],
 )
 async def test_not_an_admission_review_is_400(harness: Harness, body: bytes, message: str) -> None:
