@@ -21,6 +21,7 @@ from cryptography import x509
 
 from e2e.pods import Obj, as_admitted, replicaset_pod
 from e2e.target import Admission
+from injector.service.sample import REPLICASET_CONTROLLER
 from tests.k8s import assert_valid
 from tests.service import process
 
@@ -29,15 +30,6 @@ KIND = "AdmissionReview"
 POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
 PODS = {"group": "", "version": "v1", "resource": "pods"}
 ADMIN = {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]}
-REPLICASET_CONTROLLER = {
-    "username": "system:serviceaccount:kube-system:replicaset-controller",
-    "uid": "8b1e9c3a-5d2f-4e6a-9f0b-7c4d2e1a3b5c",
-    "groups": [
-        "system:serviceaccounts",
-        "system:serviceaccounts:kube-system",
-        "system:authenticated",
-    ],
-}
 
 
 def client_context(ca_bundle: bytes) -> ssl.SSLContext:

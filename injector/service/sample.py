@@ -7,6 +7,16 @@ from typing import Any
 
 UID = "705ab4f5-6393-11e8-b7cc-42010a800002"
 TOKEN_VOLUME = "kube-api-access-9x7kq"
+REPLICASET_CONTROLLER = {
+    "username": "system:serviceaccount:kube-system:replicaset-controller",
+    "uid": "8b1e9c3a-5d2f-4e6a-9f0b-7c4d2e1a3b5c",
+    "groups": [
+        "system:serviceaccounts",
+        "system:serviceaccounts:kube-system",
+        "system:authenticated",
+    ],
+}
+"""Who creates a Deployment's pods: the user of most admission reviews."""
 
 
 def _env(name: str, value: str) -> dict[str, str]:
@@ -254,15 +264,7 @@ def review(inject: str = "log-shipper", uid: str = UID) -> dict[str, Any]:
             "requestResource": {"group": "", "version": "v1", "resource": "pods"},
             "namespace": "shop",
             "operation": "CREATE",
-            "userInfo": {
-                "username": "system:serviceaccount:kube-system:replicaset-controller",
-                "uid": "8b1e9c3a-5d2f-4e6a-9f0b-7c4d2e1a3b5c",
-                "groups": [
-                    "system:serviceaccounts",
-                    "system:serviceaccounts:kube-system",
-                    "system:authenticated",
-                ],
-            },
+            "userInfo": REPLICASET_CONTROLLER,
             "object": pod(inject),
             "oldObject": None,
             "dryRun": False,

@@ -25,7 +25,7 @@ import trustme
 import yaml
 
 from tests.k8s import assert_valid
-from tests.service.process import START_TIMEOUT, Lines, Service
+from tests.service.process import START_TIMEOUT, Service
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "sidecar-injector"
@@ -238,21 +238,7 @@ class ContainerProcess(Service):
     """The container's process, started from a ContainerRun and stopped like any `Service`."""
 
     def __init__(self, run: ContainerRun) -> None:
-        # Not Service.__init__: that runs `python -m injector.service` from the repository.
-        self.proc = subprocess.Popen(
-            run.command,
-            cwd=run.cwd,
-            env=run.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        assert self.proc.stdout is not None
-        assert self.proc.stderr is not None
-        self.stdout = Lines(self.proc.stdout)
-        self.stderr = Lines(self.proc.stderr)
-        self.port = 0
-        self.metrics_port = 0
+        super().__init__((), env=run.env, command=run.command, cwd=run.cwd)
 
     def wait_listening(self) -> None:
         """The ports from the `listening` line, logged as JSON or for the console."""

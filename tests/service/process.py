@@ -63,10 +63,16 @@ class Lines:
 class Service:
     """One running `python -m injector.service` process."""
 
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str],
+        env: dict[str, str] | None = None,
+        command: Sequence[str] = (sys.executable, "-m", "injector.service"),
+        cwd: Path = REPO,
+    ) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "injector.service", *args],
-            cwd=REPO,
+            [*command, *args],
+            cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
