@@ -249,3 +249,29 @@ def test_the_length_cap_applies_to_plain_lookups_too() -> None:
     )
     with pytest.raises(RenderError, match="renders to 80005 characters"):
         compiled.render(VIEW, {"p": "x" * 40_000})
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "{{ pod.name.ljust(params.n) }}",
+        "{{ pod.name.center(params.n) }}",
+        "{{ pod.name.zfill(params.n) }}",
+        "{{ pod.name | center(params.n) }}",
+        "{{ pod.name | indent(params.n, true) }}",
+        "{{ ('%' ~ params.n ~ 's') % pod.name }}",
+        "{{ ('%' ~ params.n ~ 's') | format(pod.name) }}",
+        "{{ '%*s' % (params.n, pod.name) }}",
+        "{{ ('{:>' ~ params.n ~ '}').format(pod.name) }}",
+        "{{ '{:>{}}'.format(pod.name, params.n) }}",
+        "{{ (pod.name * 100).replace('w', pod.name * 100) }}",
+        "{{ (pod.name * 100) | replace('w', pod.name * 100) }}",
+    ],
+)
+def test_pod_controlled_widths_cannot_allocate_huge_strings(expression: str) -> None:
+    compiled = template(
+        f"parameters: {{n: {{type: int, default: 8}}}}\nannotations: {{a: {expression!r}}}\n"
+    )
+    assert compiled.render(VIEW, {}).annotations["a"]  # harmless values still work
+    with pytest.raises(RenderError, match="could exceed 65536 characters"):
+        compiled.render({**VIEW, "name": "web-" * 100}, {"n": 1_500_000_000})
