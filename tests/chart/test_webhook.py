@@ -39,7 +39,7 @@ def opt_in_expression(prefix: str) -> str:
     key = f"'{prefix}/inject'"
     return (
         f"has(object.metadata.annotations) && {key} in object.metadata.annotations && "
-        f"!(object.metadata.annotations[{key}] in ['', 'false'])"
+        f"!(object.metadata.annotations[{key}].trim().lowerAscii() in ['', 'false'])"
     )
 
 

@@ -189,14 +189,15 @@ caBundle: {{ $bundle }}
 
 {{/*
 matchConditions: only Pods that opt in reach the webhook, so unrelated Pods never depend
-on it. "false" and "" mean not opted in, as in the service.
+on it. "false" and "" (any case, surrounding spaces ignored) mean not opted in, as in the
+service; trim() and lowerAscii() are in Kubernetes' CEL strings library.
 */}}
 {{- define "sidecar-injector.matchConditions" -}}
 {{- $key := include "sidecar-injector.injectAnnotation" . | squote }}
 - name: opted-in
   expression: >-
     has(object.metadata.annotations) && {{ $key }} in object.metadata.annotations &&
-    !(object.metadata.annotations[{{ $key }}] in ['', 'false'])
+    !(object.metadata.annotations[{{ $key }}].trim().lowerAscii() in ['', 'false'])
 {{- end }}
 
 {{/*
