@@ -105,6 +105,10 @@ class Metrics:
         for name in catalog.templates:
             if name not in self._injections:
                 self._injections[name] = self.injections.labels(name)
+        for name in [n for n in self._injections if n not in catalog.templates]:
+            # One series per loaded template: a removed template's series goes with it.
+            self.injections.remove(name)
+            del self._injections[name]
 
     def templates_reloaded(self, catalog: Catalog, now: float) -> None:
         """A changed templates directory was loaded: a failure if any template has errors."""

@@ -73,6 +73,16 @@ class Templates:
             self.metrics.templates_reload_failed()
             return
         old = self.state.catalog
+        if old.templates and not built.templates and not built.errors:
+            # Every template gone at once is far likelier a ConfigMap emptied by accident (or
+            # a sync gone wrong) than a wish to deny every opted-in pod: keep serving.
+            log.error(
+                "templates_reload_refused",
+                reason="the templates directory is now empty",
+                kept=sorted(old.templates),
+            )
+            self.metrics.templates_reload_failed()
+            return
         new = old.merge(built)
         self.state.swap_catalog(new)
         self.metrics.templates_reloaded(new, self.clock())

@@ -105,6 +105,19 @@ def test_load_errors_show_in_the_gauges_and_keep_the_success_time(catalog: Catal
     )
 
 
+def test_removed_templates_lose_their_injection_series(catalog: Catalog) -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    metrics.catalog(catalog, 100.0)
+    name = next(iter(catalog.templates))
+    series = "sidecar_injector_injections_total"
+    assert registry.get_sample_value(series, {"template": name}) == 0
+    rest = {n: t for n, t in catalog.templates.items() if n != name}
+    metrics.catalog(Catalog.from_load(LoadResult(rest, {})), 200.0)
+    assert registry.get_sample_value(series, {"template": name}) is None
+    assert all(registry.get_sample_value(series, {"template": n}) == 0 for n in rest)
+
+
 async def test_debug_templates_lists_templates_digests_and_errors(catalog: Catalog) -> None:
     broken = catalog.merge(
         LoadResult(

@@ -177,6 +177,21 @@ def test_unreadable_directory_keeps_the_catalog(
     wait_for(connection, "alpha", showing(alpha=2))
 
 
+def test_an_emptied_directory_is_refused_and_everything_keeps_serving(
+    mounts: Mounts, service: Service, connection: Connection
+) -> None:
+    mounts.templates.write({})
+    deadline = time.monotonic() + WAIT_SECONDS
+    while reloads(service, "failure") != 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert stamps(ask(connection, "alpha")) == {"alpha": "1"}
+    refused = service.events("templates_reload_refused")[0]
+    assert refused["reason"] == "the templates directory is now empty"
+    mounts.templates.write({"alpha.yaml": stamped("alpha", 2)})
+    wait_for(connection, "alpha", showing(alpha=2))
+
+
 def test_swap_to_first_answer_using_the_new_template(
     mounts: Mounts, service: Service, connection: Connection
 ) -> None:
