@@ -335,6 +335,8 @@ class Compiler:
     params: Mapping[str, ParamSpec]
     string_only: StringOnly
     problems: list[Problem]
+    declared: frozenset[str] = frozenset()
+    """Every parameter name in the file, valid spec or not (its own error is reported)."""
 
     def compile(self, raw: JSON, path: Path) -> Node:
         if isinstance(raw, dict):
@@ -353,13 +355,18 @@ class Compiler:
         except jinja2.TemplateSyntaxError as exc:
             self.problems.append((path, f"template syntax error: {exc.message}"))
             return Const(source)
-        names = meta.find_undeclared_variables(ast)
+        try:
+            names = meta.find_undeclared_variables(ast)  # compiles: finds unknown filters
+            compiled = ENVIRONMENT.from_string(ast)
+        except jinja2.TemplateError as exc:
+            self.problems.append((path, f"template error: {exc.message}"))
+            return Const(source)
         unknown = sorted(names - CONTEXT_NAMES)
         if unknown:
             self.problems.append(
                 (path, f"unknown name {', '.join(unknown)}; use pod, params or template")
             )
-        for param in sorted(_referenced_params(ast) - set(self.params)):
+        for param in sorted(_referenced_params(ast) - set(self.params) - self.declared):
             declared = ", ".join(sorted(self.params)) or "none"
             self.problems.append(
                 (path, f"params.{param} is not declared in parameters (declared: {declared})")
@@ -369,7 +376,7 @@ class Compiler:
             spec = self.params.get(single.group(1))
             if spec is not None and spec.type in ("int", "bool"):
                 return ParamValue(spec.name)
-        return Text(ENVIRONMENT.from_string(ast), path, "pod" in names, _pieces(ast))
+        return Text(compiled, path, "pod" in names, _pieces(ast))
 
 
 def _referenced_params(ast: nodes.Template) -> set[str]:

@@ -206,7 +206,11 @@ def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
     params = _parse_params(raw.get("parameters", {}), problems)
     body = {key: raw[key] for key in (*LIST_SECTIONS, *MAP_SECTIONS) if key in raw}
     names = _check_shape(body, raw.get("targetContainers", []), problems)
-    tree = Compiler(params, string_only, problems).compile(body, ())
+    raw_params = raw.get("parameters")
+    declared = (
+        frozenset(str(n) for n in raw_params) if isinstance(raw_params, dict) else frozenset()
+    )
+    tree = Compiler(params, string_only, problems, declared).compile(body, ())
     if problems:
         return None, problems
     template = Template(

@@ -261,3 +261,15 @@ def test_an_unexpected_failure_in_one_file_spares_the_others(
     assert [str(e) for e in result.errors["bad"]] == [
         "bad.yaml: cannot load: RuntimeError('surprise')"
     ]
+
+
+def test_unknown_filters_and_bad_defaults_point_at_their_fields() -> None:
+    errors = load_one('containers:\n  - name: s\n    image: "{{ pod.name | nosuchfilter }}"\n')
+    assert errors == [
+        "t.yaml:3: containers[0].image: template error: No filter named 'nosuchfilter'."
+    ]
+    errors = load_one(
+        "parameters:\n  tag: {type: string, pattern: '^v', default: x}\n"
+        "containers: [{name: s, image: 'i:{{ params.tag }}'}]\n"
+    )
+    assert errors == ["t.yaml:2: parameters.tag.default: 'x' is not a string matching ^v"]
