@@ -70,8 +70,14 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         wrapped = super().wrap_str_format(value)
         if wrapped is None:
             return None
-        _check_format_spec(value.__self__)
-        return wrapped
+        nested = _check_format_spec(value.__self__)
+
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            if nested:  # widths like {:>{}} come from the arguments
+                _check_widths((*args, *kwargs.values()))
+            return wrapped(*args, **kwargs)
+
+        return checked
 
 
 def _too_large(what: str) -> jinja2.exceptions.SecurityError:
@@ -79,13 +85,20 @@ def _too_large(what: str) -> jinja2.exceptions.SecurityError:
 
 
 def _check_arguments(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """Widths and counts (str.ljust, center, zfill, expandtabs, ...) and replacements."""
-    for value in (*args, *kwargs.values()):
+    """String methods' widths and counts (ljust, center, zfill, expandtabs, format's nested
+    widths, ...) and replacements; other calls (e.g. `.get(key, 100000)`) are not limited."""
+    target = getattr(function, "__self__", None)
+    if not isinstance(target, str):
+        return
+    _check_widths((*args, *kwargs.values()))
+    if getattr(function, "__name__", "") == "replace":
+        _check_replace(target, *args[:2])
+
+
+def _check_widths(values: tuple[Any, ...]) -> None:
+    for value in values:
         if isinstance(value, int) and abs(value) > MAX_RENDERED:
             raise _too_large(f"argument {value}")
-    target = getattr(function, "__self__", None)
-    if isinstance(target, str) and getattr(function, "__name__", "") == "replace":
-        _check_replace(target, *args[:2])
 
 
 def _check_replace(text: str, old: Any = "", new: Any = "") -> None:
@@ -104,18 +117,21 @@ def _check_printf(template: str, args: Any) -> None:
         for number in match.groups():
             if number and number != "*" and int(number) > MAX_RENDERED:
                 raise _too_large(f"format width {number}")
-    for value in args if isinstance(args, tuple) else (args,):
-        if isinstance(value, int) and abs(value) > MAX_RENDERED:
-            raise _too_large(f"argument {value}")
+    if "*" in template:  # a width or precision taken from the arguments
+        _check_widths(args if isinstance(args, tuple) else (args,))
 
 
-def _check_format_spec(template: Any) -> None:
+def _check_format_spec(template: Any) -> bool:
+    """Refuse huge literal widths; whether some width is a nested field."""
     if not isinstance(template, str):
-        return
+        return False
+    nested = False
     for _, _, spec, _ in string.Formatter().parse(template):
+        nested = nested or "{" in (spec or "")
         for number in _DIGITS.findall(spec or ""):
             if int(number) > MAX_RENDERED:
                 raise _too_large(f"format width {number}")
+    return nested
 
 
 def _guarded_filters(filters: dict[str, Any]) -> None:
@@ -125,7 +141,7 @@ def _guarded_filters(filters: dict[str, Any]) -> None:
     )
 
     def guarded_center(value: Any, width: int = 80) -> Any:
-        _check_arguments(None, (width,), {})
+        _check_widths((width,))
         return center(value, width)
 
     def guarded_indent(value: Any, width: Any = 4, *args: Any, **kwargs: Any) -> Any:

@@ -275,3 +275,18 @@ def test_pod_controlled_widths_cannot_allocate_huge_strings(expression: str) -> 
     assert compiled.render(VIEW, {}).annotations["a"]  # harmless values still work
     with pytest.raises(RenderError, match="could exceed 65536 characters"):
         compiled.render({**VIEW, "name": "web-" * 100}, {"n": 1_500_000_000})
+
+
+def test_large_numbers_are_fine_where_they_cannot_pad() -> None:
+    compiled = template(
+        "parameters: {uid: {type: int, default: 1000000}}\n"
+        "annotations:\n"
+        "  a: \"{{ '--uid=%d' % params.uid }}\"\n"
+        "  b: \"{{ '%d' | format(params.uid) }}\"\n"
+        "  c: \"{{ pod.labels.get('x', params.uid) }}\"\n"
+    )
+    assert compiled.render(VIEW, {}).annotations == {
+        "a": "--uid=1000000",
+        "b": "1000000",
+        "c": "1000000",
+    }
