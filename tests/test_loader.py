@@ -11,6 +11,7 @@ import pytest
 import injector.loader
 import injector.template
 from injector.loader import Source, configmap_sources, file_sources, load_directory, load_sources
+from tests.service.support import KubeletVolume
 
 GOOD = """\
 containers:
@@ -121,21 +122,8 @@ def test_a_broken_file_does_not_stop_the_others() -> None:
     assert list(result.errors) == ["bad"]
 
 
-def kubelet_volume(
-    root: Path, files: dict[str, str], stamp: str = "..2026_11_26_00_00_00.1"
-) -> None:
-    """Lay files out like the kubelet does for a ConfigMap volume."""
-    data = root / stamp
-    data.mkdir(parents=True)
-    for name, text in files.items():
-        (data / name).write_text(text)
-    os.symlink(stamp, root / "..data")
-    for name in files:
-        os.symlink(f"..data/{name}", root / name)
-
-
 def test_a_kubelet_volume_is_read_through_its_symlinks(tmp_path: Path) -> None:
-    kubelet_volume(tmp_path, {"sidecar.yaml": GOOD, "other.yaml": GOOD})
+    KubeletVolume(tmp_path).write({"sidecar.yaml": GOOD, "other.yaml": GOOD})
     result = load_directory(tmp_path)
     assert sorted(result.templates) == ["other", "sidecar"]
     assert result.errors == {}

@@ -26,6 +26,7 @@ import yaml
 
 from tests.k8s import assert_valid
 from tests.service.process import START_TIMEOUT, Service
+from tests.service.support import KubeletVolume
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART_DIR = REPO_ROOT / "charts" / "sidecar-injector"
@@ -157,19 +158,6 @@ class ContainerRun:
     """mountPath in the container -> the local directory standing in for it."""
 
 
-def kubelet_volume(directory: Path, files: Mapping[str, str]) -> Path:
-    """`files` laid out as the kubelet writes a ConfigMap or Secret volume: the files in a
-    `..<timestamp>/` directory, a `..data` symlink to it, and `<name> -> ..data/<name>`."""
-    stamp = directory / time.strftime("..%Y_%m_%d_%H_%M_%S.000000001", time.gmtime())
-    stamp.mkdir(parents=True)
-    for name, text in files.items():
-        (stamp / name).write_text(text)
-    (directory / "..data").symlink_to(stamp.name)
-    for name in files:
-        (directory / name).symlink_to(f"..data/{name}")
-    return directory
-
-
 def remap(value: str, table: Mapping[str, Path]) -> str:
     """`value` with a leading path from `table` replaced by its local stand-in."""
     for prefix, local in table.items():
@@ -202,9 +190,9 @@ def container_run(
         assert "subPath" not in mount
         if "configMap" in volume:
             configmap = named(docs, "ConfigMap", volume["configMap"]["name"])
-            kubelet_volume(local, configmap.get("data") or {})
+            KubeletVolume(local).write(configmap.get("data") or {})
         elif "secret" in volume:
-            kubelet_volume(local, secret)
+            KubeletVolume(local).write(secret)
         else:
             assert "emptyDir" in volume, volume
             local.mkdir(parents=True)
