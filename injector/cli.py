@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import yaml
 
@@ -17,8 +17,10 @@ from injector.loader import LoadResult, directory_sources, file_sources, load_so
 from injector.manifests import inject_all
 from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings
 from injector.service.config import add_arguments as add_serve_arguments
+from injector.service.config import parse_names, parse_prefix
 
 DEFAULT_TEMPLATES_DIR = "/etc/sidecar-injector/templates"
+T = TypeVar("T")
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
@@ -79,10 +81,16 @@ def _add_inject(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="directory of <template>.yaml files (default: %(default)s)",
     )
     inject.add_argument(
-        "--annotation-prefix", default=DEFAULT_PREFIX, help="(default: %(default)s)"
+        "--annotation-prefix",
+        default=DEFAULT_PREFIX,
+        type=_checked(parse_prefix),
+        help="(default: %(default)s)",
     )
     inject.add_argument(
-        "--default-templates", default="", help='templates that inject: "true" stands for (CSV)'
+        "--default-templates",
+        default=(),
+        type=_checked(parse_names),
+        help='templates that inject: "true" stands for (CSV)',
     )
     inject.set_defaults(handler=run_inject)
 
@@ -98,8 +106,16 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     validate.set_defaults(handler=run_validate)
 
 
-def split_csv(value: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in value.split(",") if item.strip())
+def _checked(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """A `serve` flag parser for argparse: its "expected ..." message on a bad value."""
+
+    def checked(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+
+    return checked
 
 
 def run_inject(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
@@ -111,7 +127,7 @@ def run_inject(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
     _print_load_errors(result, prefix="warning: ")
     settings = Settings(
         annotation_prefix=args.annotation_prefix,
-        default_templates=split_csv(args.default_templates),
+        default_templates=args.default_templates,
         exclude_namespaces=DEFAULT_EXCLUDED,
     )
     try:

@@ -124,13 +124,13 @@ def _host(text: str) -> str:
     return text
 
 
-def _prefix(text: str) -> str:
+def parse_prefix(text: str) -> str:
     if len(text) > 253 or not DNS1123_SUBDOMAIN.match(text):
         raise ValueError("expected a DNS subdomain such as sidecar-injector.io")
     return text
 
 
-def _names(text: str) -> tuple[str, ...]:
+def parse_names(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     bad = [n for n in names if not DNS1123_LABEL.match(n)]
     if bad:
@@ -139,7 +139,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _name_set(text: str) -> frozenset[str]:
-    return frozenset(_names(text))
+    return frozenset(parse_names(text))
 
 
 def _bool(text: str) -> bool:
@@ -202,14 +202,14 @@ FLAGS: tuple[Flag[object], ...] = (
     Flag(
         "annotation-prefix",
         DEFAULT_PREFIX,
-        _prefix,
+        parse_prefix,
         "prefix of the pod annotations: <prefix>/inject, <prefix>/status",
         "PREFIX",
     ),
     Flag(
         "default-templates",
         "",
-        _names,
+        parse_names,
         'comma-separated templates injected for <prefix>/inject: "true"',
         "NAMES",
     ),
