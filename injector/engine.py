@@ -10,7 +10,7 @@ from injector.conflicts import Taken
 from injector.errors import InjectionError, SkipReason
 from injector.params import Value
 from injector.patch import Injection, build
-from injector.policy import Settings, pod_skip, request_skip, requested
+from injector.policy import Settings, pod_skip, profile_templates, request_skip, requested
 from injector.render import RenderError
 from injector.template import Template, status_of
 from injector.types import JSON, AddOp, Obj
@@ -27,10 +27,15 @@ class Decision(NamedTuple):
     patch: tuple[AddOp, ...] = ()
     warnings: tuple[str, ...] = ()
     errors: tuple[InjectionError, ...] = ()
+    profile: str | None = None
+    """The namespace profile that decided; None when the pod's own annotation did."""
 
 
-def review(request: Mapping[str, JSON], catalog: Catalog, settings: Settings) -> Decision:
-    """Decide for an AdmissionReview `request`."""
+def review(
+    request: Mapping[str, JSON], catalog: Catalog, settings: Settings, profile: str | None = None
+) -> Decision:
+    """Decide for an AdmissionReview `request`, sent with the namespace's `profile` (None: the
+    pod-annotation path)."""
     skip = request_skip(request)
     if skip is not None:
         return Decision(skip=skip)
@@ -38,27 +43,36 @@ def review(request: Mapping[str, JSON], catalog: Catalog, settings: Settings) ->
     namespace = request.get("namespace")
     if not namespace and isinstance(pod, dict) and isinstance(pod.get("metadata"), dict):
         namespace = pod["metadata"].get("namespace")
-    return decide(pod, str(namespace or ""), catalog, settings)
+    return decide(pod, str(namespace or ""), catalog, settings, profile)
 
 
-def decide(pod: JSON, namespace: str, catalog: Catalog, settings: Settings) -> Decision:
-    """Decide for one pod object (the admission request's or one from a manifest)."""
+def decide(
+    pod: JSON, namespace: str, catalog: Catalog, settings: Settings, profile: str | None = None
+) -> Decision:
+    """Decide for one pod object (the admission request's or one from a manifest). The pod's
+    own `inject` annotation decides alone; without it, the namespace's `profile` does."""
     problem = _shape_problem(pod)
     if problem is not None:
         return Decision(errors=(InjectionError("invalid_pod", problem),))
     annotations: Obj = pod["metadata"].get("annotations") or {}
-    skip = pod_skip(annotations, namespace, settings)
+    skip = pod_skip(annotations, namespace, settings, profile)
     if skip is not None:
         return Decision(skip=skip)
     names = requested(annotations, settings)
+    if names is None:
+        if profile is None:
+            return Decision(skip="not_requested")
+        names = profile_templates(profile, namespace, settings)
+    else:
+        profile = None
     if isinstance(names, InjectionError):
-        return Decision(errors=(names,))
+        return Decision(errors=(names,), profile=profile)
     if not names:
         return Decision(skip="not_requested")
     injections, errors = _prepare(pod, namespace, names, catalog, settings)
     if not injections:
-        return Decision(requested=names, errors=tuple(errors))
-    status = _status([i.template for i in injections])
+        return Decision(requested=names, errors=tuple(errors), profile=profile)
+    status = _status([i.template for i in injections], profile)
     ops, warnings = build(pod, injections, settings.status_key, status)
     return Decision(
         requested=names,
@@ -66,6 +80,7 @@ def decide(pod: JSON, namespace: str, catalog: Catalog, settings: Settings) -> D
         patch=tuple(ops),
         warnings=tuple(warnings),
         errors=tuple(errors),
+        profile=profile,
     )
 
 
@@ -81,6 +96,9 @@ def _prepare(
         found = catalog.lookup(name)
         if isinstance(found, InjectionError):
             errors.append(found)
+            continue
+        if not found.allows(namespace):
+            errors.append(_namespace_error(found, namespace))
             continue
         overrides = parse_overrides(found, view["annotations"], settings)
         if isinstance(overrides, list):
@@ -123,11 +141,22 @@ def parse_overrides(
     """Parameter values from `<prefix>/<template>.<param>` annotations, validated."""
     prefix = settings.param_prefix(template.name)
     values: dict[str, Value] = {}
+    locked: list[InjectionError] = []
     errors: list[InjectionError] = []
     for key, raw in annotations.items():
         if not key.startswith(prefix):
             continue
         spec = template.params.get(key[len(prefix) :])
+        if spec is not None and not spec.overridable:
+            locked.append(
+                InjectionError(
+                    "parameter_locked",
+                    f"annotation {key}: parameter {spec.name} of template {template.name!r} "
+                    "is locked by the operator (overridable: false); remove the annotation",
+                    template.name,
+                )
+            )
+            continue
         if spec is None:
             known = ", ".join(template.params) or "none"
             errors.append(
@@ -156,7 +185,16 @@ def parse_overrides(
                     f"to {template.params[name].expected()}",
                 )
             )
-    return errors or values
+    return locked + errors or values
+
+
+def _namespace_error(template: Template, namespace: str) -> InjectionError:
+    return InjectionError(
+        "namespace_not_allowed",
+        f"template {template.name!r} is not allowed in namespace {namespace!r} "
+        f"(allowed: {', '.join(template.namespaces)})",
+        template.name,
+    )
 
 
 def _param_error(template: Template, message: str) -> InjectionError:
@@ -172,11 +210,11 @@ def _render_error(template: Template, exc: RenderError) -> InjectionError:
     )
 
 
-def _status(templates: Sequence[Template]) -> str:
-    """The idempotency record: which template versions added what."""
-    if len(templates) == 1:
+def _status(templates: Sequence[Template], profile: str | None) -> str:
+    """The idempotency record: which template versions added what, and the deciding profile."""
+    if len(templates) == 1 and profile is None:
         return templates[0].status_record  # the usual case, serialized once per template
-    return status_of(templates)
+    return status_of(templates, profile)
 
 
 def _shape_problem(pod: JSON) -> str | None:

@@ -13,6 +13,9 @@ ErrorReason = Literal[
     "render_failed",
     "no_default_templates",
     "invalid_pod",
+    "profile_not_found",
+    "namespace_not_allowed",
+    "parameter_locked",
 ]
 """Why an injection could not be done as requested."""
 

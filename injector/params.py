@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,7 +13,9 @@ from injector.types import JSON
 ParamType = Literal["string", "int", "bool", "quantity"]
 Value: TypeAlias = str | int | bool
 PARAM_TYPES: tuple[ParamType, ...] = get_args(ParamType)
-SPEC_KEYS = frozenset({"type", "default", "enum", "pattern", "min", "max", "description"})
+SPEC_KEYS = frozenset(
+    {"type", "default", "enum", "pattern", "min", "max", "description", "overridable"}
+)
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
 _INT_RE = re.compile(r"^[+-]?[0-9]+$")
@@ -40,6 +43,8 @@ class ParamSpec:
     min: int | None = None
     max: int | None = None
     description: str = ""
+    overridable: bool = True
+    """False: the operator fixed the value; an override annotation is an error."""
 
     def expected(self) -> str:
         """What a valid value looks like, in words, for error messages."""
@@ -182,14 +187,22 @@ def _build(name: str, kind: ParamType, raw: Mapping[str, JSON]) -> tuple[ParamSp
     if not isinstance(description, str):
         problems.append((("description",), "must be a string"))
         description = ""
+    overridable = raw.get("overridable", True)
+    if not isinstance(overridable, bool):
+        problems.append(
+            (("overridable",), f"must be true or false (unquoted), got {overridable!r}")
+        )
+        overridable = True
     spec = ParamSpec(name, kind, None, tuple(enum), pattern, low, high, description)
     if "default" in raw:
         default = _from_yaml(kind, raw["default"])
         if default is None or not spec.check(default):
             problems.append((("default",), f"{raw['default']!r} is not {spec.expected()}"))
         else:
-            spec = ParamSpec(name, kind, default, spec.enum, pattern, low, high, description)
-    return spec, problems
+            spec = dataclasses.replace(spec, default=default)
+    elif not overridable:
+        problems.append((("overridable",), "a parameter pods cannot override needs a default"))
+    return dataclasses.replace(spec, overridable=overridable), problems
 
 
 def _compile_pattern(kind: ParamType, raw: JSON) -> tuple[re.Pattern[str] | None, list[Problem]]:

@@ -1,15 +1,24 @@
-"""Who gets injected: the opt-in annotation, skip rules and idempotency."""
+"""Who gets injected: the opt-in annotation, namespace profiles, skip rules and idempotency."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from injector.errors import InjectionError, SkipReason
+from injector.names import DNS1123_LABEL
 from injector.types import JSON
 
 DEFAULT_PREFIX = "sidecar-injector.io"
 DEFAULT_EXCLUDED = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+
+ENABLED = "enabled"
+"""The namespace label value (and profile) that means the default templates."""
+DISABLED = "disabled"
+"""The namespace label value that opts a whole namespace out, annotated pods included."""
+UNKNOWN_PROFILE = "unknown-profile"
+"""The path of the catch-all webhook entry: a namespace label that names no profile."""
+RESERVED_PROFILES = frozenset({ENABLED, DISABLED, UNKNOWN_PROFILE})
 
 
 @dataclass(frozen=True)
@@ -19,6 +28,8 @@ class Settings:
     annotation_prefix: str = DEFAULT_PREFIX
     default_templates: tuple[str, ...] = ()
     exclude_namespaces: frozenset[str] = DEFAULT_EXCLUDED
+    profiles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Profile name → templates, for namespaces labeled `<prefix>/inject=<profile>`."""
 
     @property
     def inject_key(self) -> str:
@@ -32,6 +43,34 @@ class Settings:
         """Annotations starting with this override the template's parameters."""
         return f"{self.annotation_prefix}/{template}."
 
+    @property
+    def routed_profiles(self) -> dict[str, tuple[str, ...]]:
+        """Every namespace label value that selects templates, as the chart routes them:
+        the profiles, plus `enabled` when default templates are set."""
+        routed = dict(self.profiles)
+        if self.default_templates:
+            routed[ENABLED] = self.default_templates
+        return routed
+
+
+def check_profile_name(name: str) -> str | None:
+    """Why `name` cannot name a profile, or None if it can."""
+    if not DNS1123_LABEL.match(name):
+        return f"profile name {name!r} must be a DNS-1123 label (lower-case letters, digits, '-')"
+    if name in RESERVED_PROFILES:
+        return f"profile name {name!r} is reserved ({', '.join(sorted(RESERVED_PROFILES))})"
+    return None
+
+
+def route(label: str | None, settings: Settings) -> str | None:
+    """The profile a pod's admission is sent with, given its namespace's `<prefix>/inject`
+    label, exactly as the chart's webhook entries route it: None (no label: the pod's own
+    annotation entry), DISABLED (no entry matches: never sent), a routed profile, or
+    UNKNOWN_PROFILE (the catch-all entry)."""
+    if label is None or label == DISABLED:
+        return label
+    return label if label in settings.routed_profiles else UNKNOWN_PROFILE
+
 
 def request_skip(request: Mapping[str, JSON]) -> SkipReason | None:
     """Skip anything that is not the creation of a Pod (subresources included)."""
@@ -44,10 +83,10 @@ def request_skip(request: Mapping[str, JSON]) -> SkipReason | None:
 
 
 def pod_skip(
-    annotations: Mapping[str, JSON], namespace: str, settings: Settings
+    annotations: Mapping[str, JSON], namespace: str, settings: Settings, profile: str | None = None
 ) -> SkipReason | None:
-    """Skip rules that look at the pod itself, cheapest first."""
-    if namespace in settings.exclude_namespaces:
+    """Skip rules that look at the pod and its namespace, cheapest first."""
+    if namespace in settings.exclude_namespaces or profile == DISABLED:
         return "excluded_namespace"
     if settings.status_key in annotations:
         return "already_injected"
@@ -56,11 +95,12 @@ def pod_skip(
 
 def requested(
     annotations: Mapping[str, JSON], settings: Settings
-) -> tuple[str, ...] | InjectionError:
-    """Template names the pod asks for, in its order, without repeats."""
+) -> tuple[str, ...] | InjectionError | None:
+    """Template names the pod's own annotation asks for, in its order, without repeats;
+    None when the pod has no such annotation (then its namespace's profile decides)."""
     raw = annotations.get(settings.inject_key)
     if not isinstance(raw, str):
-        return ()
+        return None
     value = raw.strip()
     if value.lower() in ("", "false"):
         return ()
@@ -75,3 +115,27 @@ def requested(
         return settings.default_templates
     names = (name.strip() for name in value.split(","))
     return tuple(dict.fromkeys(name for name in names if name))
+
+
+def profile_templates(
+    profile: str, namespace: str, settings: Settings
+) -> tuple[str, ...] | InjectionError:
+    """The templates a namespace's profile asks for, for a pod without its own annotation."""
+    templates = settings.routed_profiles.get(profile)
+    if templates is not None:
+        return templates
+    choices = ", ".join([*sorted(settings.routed_profiles), DISABLED])
+    key = settings.inject_key
+    if profile == ENABLED:
+        what = (
+            f"namespace {namespace!r} is labeled {key}={ENABLED}, which asks for the default "
+            "templates, but none are configured (--default-templates)"
+        )
+    elif profile == UNKNOWN_PROFILE:
+        what = f"namespace {namespace!r} is labeled {key} with a value that names no profile"
+    else:
+        what = f"namespace {namespace!r} asks for profile {profile!r}, which is not configured"
+    return InjectionError(
+        "profile_not_found",
+        f"{what}; label it {key}=<one of: {choices}>, remove the label, or set {key} on the pod",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import functools
 import hashlib
 import re
@@ -29,9 +30,11 @@ LIST_SECTIONS = (
 )
 MAP_SECTIONS = ("labels", "annotations")
 TOP_KEYS = frozenset(
-    {"description", "parameters", "targetContainers", *LIST_SECTIONS, *MAP_SECTIONS}
+    {"description", "parameters", "targetContainers", "namespaces", *LIST_SECTIONS, *MAP_SECTIONS}
 )
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
+_NAMESPACE_GLOB = re.compile(r"^(?:[a-z0-9*?-]|\[!?[a-z0-9-]+\])+$")
+"""A shell-style glob that can match a namespace name (a DNS-1123 label)."""
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 
 CANONICAL_POD: Mapping[str, JSON] = {
@@ -79,6 +82,13 @@ class Template:
     volume_names: tuple[str, ...]
     tree: Node
     defaults_bound: Node | None = field(default=None, compare=False)
+    namespaces: tuple[str, ...] = ()
+    """Globs of the namespaces that may request this template; empty: every namespace."""
+    namespace_pattern: re.Pattern[str] | None = field(default=None, compare=False)
+
+    def allows(self, namespace: str) -> bool:
+        """Whether a pod in `namespace` may get this template (its `namespaces:` allow-list)."""
+        return self.namespace_pattern is None or bool(self.namespace_pattern.match(namespace))
 
     def render(self, pod: Mapping[str, JSON], overrides: Mapping[str, Value]) -> Rendered:
         """Render for one pod; raises RenderError naming the field that failed."""
@@ -137,16 +147,18 @@ def _check_rendered(rendered: Rendered) -> None:
             )
 
 
-def status_of(templates: Sequence[Template]) -> str:
-    """The status annotation's JSON: which template versions added which names."""
-    return orjson.dumps(
-        {
-            "templates": [{"name": t.name, "digest": t.digest} for t in templates],
-            "containers": [n for t in templates for n in t.container_names],
-            "initContainers": [n for t in templates for n in t.init_container_names],
-            "volumes": [n for t in templates for n in t.volume_names],
-        }
-    ).decode()
+def status_of(templates: Sequence[Template], profile: str | None = None) -> str:
+    """The status annotation's JSON: which template versions added which names, and the
+    namespace profile that asked for them (absent when the pod's annotation did)."""
+    record: dict[str, JSON] = {
+        "templates": [{"name": t.name, "digest": t.digest} for t in templates],
+        "containers": [n for t in templates for n in t.container_names],
+        "initContainers": [n for t in templates for n in t.init_container_names],
+        "volumes": [n for t in templates for n in t.volume_names],
+    }
+    if profile is not None:
+        record["profile"] = profile
+    return orjson.dumps(record).decode()
 
 
 def digest_of(data: JSON) -> str:
@@ -204,6 +216,7 @@ def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
     if len(problems) > before:  # the checks below assume string keys and int64 numbers
         return None, problems
     params = _parse_params(raw.get("parameters", {}), problems)
+    namespaces = _parse_namespaces(raw.get("namespaces", []), problems)
     body = {key: raw[key] for key in (*LIST_SECTIONS, *MAP_SECTIONS) if key in raw}
     names = _check_shape(body, raw.get("targetContainers", []), problems)
     raw_params = raw.get("parameters")
@@ -223,6 +236,8 @@ def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
         init_container_names=names["initContainers"],
         volume_names=names["volumes"],
         tree=tree,
+        namespaces=namespaces,
+        namespace_pattern=_glob_pattern(namespaces),
     )
     return _bind_defaults(template, problems), problems
 
@@ -238,6 +253,29 @@ def _parse_params(raw: JSON, problems: list[Problem]) -> dict[str, ParamSpec]:
         if spec is not None:
             specs[spec.name] = spec
     return specs
+
+
+def _parse_namespaces(raw: JSON, problems: list[Problem]) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        problems.append((("namespaces",), "must be a list of namespace names or globs"))
+        return ()
+    for index, glob in enumerate(raw):
+        if not isinstance(glob, str) or not _NAMESPACE_GLOB.match(glob):
+            problems.append(
+                (
+                    ("namespaces", index),
+                    f"{glob!r} is not a namespace glob: use lower-case letters, digits and '-' "
+                    "with the wildcards *, ? and [...] (e.g. payments-*)",
+                )
+            )
+    return tuple(str(glob) for glob in raw)
+
+
+def _glob_pattern(globs: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One case-sensitive regular expression for the allow-list (fnmatchcase semantics)."""
+    if not globs:
+        return None
+    return re.compile("|".join(fnmatch.translate(glob) for glob in globs))
 
 
 def _bind_defaults(template: Template, problems: list[Problem]) -> Template | None:

@@ -159,14 +159,14 @@ def test_validate_accepts_the_examples() -> None:
 def test_validate_prints_one_line_per_problem(tmp_path: Path) -> None:
     (tmp_path / "good.yaml").write_text("containers: [{name: s, image: x}]\n")
     (tmp_path / "bad.yaml").write_text(
-        "containers:\n  - name: S\n    image: '{{ params.img }}'\nsidecars: []\n"
+        "containers:\n  - name: S\n    image: '{{ params.img }}'\nsidekicks: []\n"
     )
     result = run("validate", str(tmp_path))
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         "bad.yaml:2: containers[0].name: container name 'S' must be a literal DNS-1123 label (lower-case letters, digits, '-'; no expressions)",
         "bad.yaml:3: containers[0].image: params.img is not declared in parameters (declared: none)",
-        "bad.yaml:4: sidecars: unknown key; allowed: annotations, containers, description, env, imagePullSecrets, initContainers, labels, parameters, targetContainers, volumeMounts, volumes",
+        "bad.yaml:4: sidekicks: unknown key; allowed: annotations, containers, description, env, imagePullSecrets, initContainers, labels, namespaces, parameters, targetContainers, volumeMounts, volumes",
     ]
     assert result.stderr == "1 template(s) valid, 1 broken\n"
 

@@ -204,3 +204,90 @@ def test_integers_beyond_64_bits_are_invalid_overrides() -> None:
     p = opted_in("sidecar", **{"sidecar-injector.io/sidecar.port": "99999999999999999999"})
     decision = decide(p, "shop", CATALOG, S)
     assert [e.reason for e in decision.errors] == ["invalid_parameter"]
+
+
+TENANCY = catalog(
+    payments="""
+namespaces: ["payments-*", prod, "team-?", "x[ab]"]
+parameters:
+  endpoint: {type: string, default: "collector:4317", overridable: false}
+  level: {type: string, default: info}
+containers:
+  - {name: pay, image: x, args: ["{{ params.endpoint }}", "{{ params.level }}"]}
+""",
+    anywhere="containers: [{name: any, image: x}]\n",
+)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "allowed"),
+    [
+        ("payments-eu", True),
+        ("payments-", True),
+        ("prod", True),
+        ("team-a", True),
+        ("xa", True),
+        ("prod-2", False),
+        ("Prod", False),
+        ("payments", False),
+        ("team-ab", False),
+        ("xc", False),
+        ("dev-42", False),
+    ],
+)
+def test_the_namespace_allow_list_is_a_case_sensitive_glob_match(
+    namespace: str, allowed: bool
+) -> None:
+    decision = decide(opted_in("payments,anywhere"), namespace, TENANCY, S)
+    if allowed:
+        assert decision.injected == ("payments", "anywhere") and not decision.errors
+        return
+    assert decision.injected == ("anywhere",)
+    [error] = decision.errors
+    assert (error.reason, error.template) == ("namespace_not_allowed", "payments")
+    assert error.message == (
+        f"template 'payments' is not allowed in namespace {namespace!r} "
+        "(allowed: payments-*, prod, team-?, x[ab])"
+    )
+
+
+def test_a_locked_parameter_cannot_be_overridden_but_the_others_can() -> None:
+    ok = decide(opted_in("payments", **{"sidecar-injector.io/payments.level": "debug"}), "prod",
+                TENANCY, S)  # fmt: skip
+    assert ok.injected == ("payments",)
+    assert ok.patch[0]["value"]["args"] == ["collector:4317", "debug"]
+    locked = decide(
+        opted_in(
+            "payments",
+            **{
+                "sidecar-injector.io/payments.level": "nope-but-valid",
+                "sidecar-injector.io/payments.endpoint": "evil:1",
+                "sidecar-injector.io/payments.bogus": "1",
+            },
+        ),
+        "prod",
+        TENANCY,
+        S,
+    )
+    assert [e.reason for e in locked.errors] == ["parameter_locked", "invalid_parameter"]
+    assert locked.errors[0].message == (
+        "annotation sidecar-injector.io/payments.endpoint: parameter endpoint of template "
+        "'payments' is locked by the operator (overridable: false); remove the annotation"
+    )
+    assert not locked.patch
+
+
+def test_review_passes_the_namespace_profile_on() -> None:
+    request = {
+        "uid": "u",
+        "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "operation": "CREATE",
+        "namespace": "prod",
+        "object": pod(),
+    }
+    settings = Settings(profiles={"pay": ("payments",)})
+    decision = review(request, TENANCY, settings, "pay")
+    assert decision.injected == ("payments",) and decision.profile == "pay"
+    assert decision.patch[-1]["path"] == "/metadata/annotations/sidecar-injector.io~1status"
+    assert json.loads(decision.patch[-1]["value"])["profile"] == "pay"
+    assert review(request, TENANCY, settings).skip == "not_requested"

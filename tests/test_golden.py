@@ -16,13 +16,15 @@ import yaml
 from injector.catalog import Catalog
 from injector.engine import Decision, decide
 from injector.loader import directory_sources, load_sources
-from injector.policy import Settings
+from injector.policy import Settings, route
 from tests.k8s import assert_valid
 
 ROOT = Path(__file__).parent / "golden"
 EXAMPLES = Path(__file__).parents[1] / "examples" / "templates"
 CASES = sorted(p for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith("_"))
 INPUTS = {"pod.yaml", "annotations.yaml", "settings.yaml"}
+"""settings.yaml: Settings fields, plus `namespace_label`, the value of the pod's namespace's
+`<prefix>/inject` label (routed as the chart's webhook entries route it)."""
 OUTPUTS = ("patch.json", "injected.yaml", "messages.yaml")
 REGENERATE = os.environ.get("REGENERATE_GOLDEN") == "1"
 
@@ -46,16 +48,22 @@ def submitted_pod(case: Path) -> dict[str, Any]:
     return pod
 
 
-def settings_for(case: Path) -> Settings:
+def settings_for(case: Path) -> tuple[Settings, str | None]:
+    """The case's settings, and the profile its namespace's label routes it to."""
     raw = read_yaml(case / "settings.yaml") or {}
+    label = raw.pop("namespace_label", None)
     if "default_templates" in raw:
         raw["default_templates"] = tuple(raw["default_templates"])
-    return Settings(**raw)
+    if "profiles" in raw:
+        raw["profiles"] = {name: tuple(names) for name, names in raw["profiles"].items()}
+    settings = Settings(**raw)
+    return settings, route(label, settings)
 
 
 def messages(decision: Decision) -> dict[str, Any]:
     return {
         "skip": decision.skip,
+        "profile": decision.profile,
         "requested": list(decision.requested),
         "injected": list(decision.injected),
         "warnings": list(decision.warnings),
@@ -75,16 +83,16 @@ def test_golden(case: Path, catalog: Catalog) -> None:
     pod = submitted_pod(case)
     assert_valid(pod)
     original = copy.deepcopy(pod)
-    settings = settings_for(case)
+    settings, profile = settings_for(case)
     namespace = pod["metadata"].get("namespace", "default")
-    decision = decide(pod, namespace, catalog, settings)
+    decision = decide(pod, namespace, catalog, settings, profile)
     patch = list(decision.patch)
     assert pod == original, "the engine must not modify the pod it is given"
     assert all(op["op"] == "add" for op in patch)
     patched = jsonpatch.apply_patch(pod, copy.deepcopy(patch))
     assert_valid(patched)
     if patch:
-        again = decide(patched, namespace, catalog, settings)
+        again = decide(patched, namespace, catalog, settings, profile)
         assert again.skip == "already_injected" and again.patch == ()
     actual = {
         "patch.json": json.dumps(patch, indent=2) + "\n",

@@ -34,7 +34,23 @@ def load_one(text: str, key: str = "t.yaml") -> list[str]:
             "t.yaml:5: invalid YAML: could not find",
         ),
         ("- a\n- b\n", "t.yaml:1: a template must be a YAML map"),
-        (GOOD + "sidecars: []\n", "t.yaml:4: sidecars: unknown key; allowed: annotations,"),
+        (GOOD + "sidekicks: []\n", "t.yaml:4: sidekicks: unknown key; allowed: annotations,"),
+        (GOOD + "namespaces: prod\n", "t.yaml:4: namespaces: must be a list of namespace"),
+        (
+            GOOD + "namespaces:\n  - prod\n  - Payments-*\n",
+            "t.yaml:6: namespaces[1]: 'Payments-*' is not a namespace glob: use lower-case",
+        ),
+        (GOOD + "namespaces: ['pay[ments']\n", "t.yaml:4: namespaces[0]: 'pay[ments' is not a"),
+        (GOOD + "namespaces: ['']\n", "t.yaml:4: namespaces[0]: '' is not a namespace glob"),
+        (GOOD + "namespaces: [7]\n", "t.yaml:4: namespaces[0]: 7 is not a namespace glob"),
+        (
+            GOOD + "parameters:\n  x:\n    type: string\n    default: a\n    overridable: 'no'\n",
+            "t.yaml:8: parameters.x.overridable: must be true or false (unquoted), got 'no'",
+        ),
+        (
+            GOOD + "parameters:\n  x: {type: string, overridable: false}\n",
+            "t.yaml:5: parameters.x.overridable: a parameter pods cannot override needs a default",
+        ),
         (GOOD + "containers: []\n", "t.yaml:4: containers: duplicate key"),
         (
             "containers:\n  - name: Side_Car\n    image: x\n",

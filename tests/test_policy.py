@@ -5,7 +5,15 @@ from typing import Any
 import pytest
 
 from injector.errors import InjectionError
-from injector.policy import Settings, pod_skip, request_skip, requested
+from injector.policy import (
+    Settings,
+    check_profile_name,
+    pod_skip,
+    profile_templates,
+    request_skip,
+    requested,
+    route,
+)
 
 S = Settings(default_templates=("a", "b"))
 
@@ -41,7 +49,7 @@ def test_pod_skip_rules() -> None:
 @pytest.mark.parametrize(
     ("value", "names"),
     [
-        (None, ()),
+        (None, None),
         ("", ()),
         ("  ", ()),
         ("false", ()),
@@ -50,10 +58,11 @@ def test_pod_skip_rules() -> None:
         (" TRUE ", ("a", "b")),
         ("x", ("x",)),
         ("y, x ,,y", ("y", "x")),
-        (5, ()),
+        (5, None),
     ],
 )
-def test_opt_in_annotation(value: object, names: tuple[str, ...]) -> None:
+def test_opt_in_annotation(value: object, names: tuple[str, ...] | None) -> None:
+    """None: the pod has no annotation of its own, so its namespace's profile decides."""
     annotations = {} if value is None else {"sidecar-injector.io/inject": value}
     assert requested(annotations, S) == names
 
@@ -68,6 +77,88 @@ def test_true_without_defaults_is_an_error_that_says_what_to_do() -> None:
 def test_the_prefix_is_configurable() -> None:
     settings = Settings(annotation_prefix="inject.example.com")
     assert requested({"inject.example.com/inject": "x"}, settings) == ("x",)
-    assert requested({"sidecar-injector.io/inject": "x"}, settings) == ()
+    assert requested({"sidecar-injector.io/inject": "x"}, settings) is None
     assert settings.status_key == "inject.example.com/status"
     assert settings.param_prefix("x") == "inject.example.com/x."
+
+
+P = Settings(default_templates=("a",), profiles={"mesh": ("b", "a"), "logs": ("c",)})
+
+
+@pytest.mark.parametrize(
+    ("label", "settings", "profile"),
+    [
+        (None, P, None),
+        ("disabled", P, "disabled"),
+        ("mesh", P, "mesh"),
+        ("enabled", P, "enabled"),
+        ("enabled", Settings(profiles={"mesh": ("b",)}), "unknown-profile"),
+        ("Mesh", P, "unknown-profile"),
+        ("unknown-profile", P, "unknown-profile"),
+        ("", P, "unknown-profile"),
+    ],
+)
+def test_route_is_the_chart_s_webhook_entries(
+    label: str | None, settings: Settings, profile: str | None
+) -> None:
+    assert route(label, settings) == profile
+
+
+def test_profiles_resolve_to_their_templates() -> None:
+    assert profile_templates("mesh", "shop", P) == ("b", "a")
+    assert profile_templates("enabled", "shop", P) == ("a",)
+    assert P.routed_profiles == {"mesh": ("b", "a"), "logs": ("c",), "enabled": ("a",)}
+
+
+@pytest.mark.parametrize(
+    ("profile", "settings", "says"),
+    [
+        (
+            "unknown-profile",
+            P,
+            "namespace 'shop' is labeled sidecar-injector.io/inject with a value that names no "
+            "profile; label it sidecar-injector.io/inject=<one of: enabled, logs, mesh, "
+            "disabled>, remove the label, or set sidecar-injector.io/inject on the pod",
+        ),
+        ("typo", P, "namespace 'shop' asks for profile 'typo', which is not configured;"),
+        (
+            "enabled",
+            Settings(),
+            "namespace 'shop' is labeled sidecar-injector.io/inject=enabled, which asks for the "
+            "default templates, but none are configured (--default-templates); label it "
+            "sidecar-injector.io/inject=<one of: disabled>",
+        ),
+    ],
+)
+def test_an_unknown_profile_is_an_error_listing_the_profiles(
+    profile: str, settings: Settings, says: str
+) -> None:
+    error = profile_templates(profile, "shop", settings)
+    assert isinstance(error, InjectionError)
+    assert error.reason == "profile_not_found"
+    assert error.message.startswith(says)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("mesh", None),
+        ("a-1", None),
+        ("enabled", "reserved"),
+        ("disabled", "reserved"),
+        ("unknown-profile", "reserved"),
+        ("Mesh", "DNS-1123"),
+        ("-mesh", "DNS-1123"),
+        ("x" * 64, "DNS-1123"),
+        ("", "DNS-1123"),
+    ],
+)
+def test_profile_names(name: str, problem: str | None) -> None:
+    found = check_profile_name(name)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_disabled_namespaces_skip_even_annotated_pods() -> None:
+    annotations = {"sidecar-injector.io/inject": "a"}
+    assert pod_skip(annotations, "shop", P, "disabled") == "excluded_namespace"
+    assert pod_skip(annotations, "shop", P, "mesh") is None
