@@ -21,7 +21,7 @@ CATALOG = catalog(
 KEY = "sidecar-injector.io/inject"
 NAMES = ["a", "b", "c", "nope"]
 
-annotations = st.one_of(
+inject_values = st.one_of(
     st.none(),
     st.sampled_from(["", "  ", "false", "FALSE", " False ", "true", " TRUE ", ","]),
     st.lists(st.sampled_from(NAMES), min_size=1, max_size=3).map(", ".join),
@@ -77,7 +77,7 @@ def _templates(names: tuple[str, ...], profile: str | None) -> Expected:
     return ("inject", names, profile)
 
 
-@given(annotations, labels, settings)
+@given(inject_values, labels, settings)
 def test_decisions_follow_the_precedence_rules(
     annotation: str | None, label: str | None, settings: Settings
 ) -> None:
