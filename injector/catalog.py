@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -53,6 +53,10 @@ class Catalog:
         return InjectionError(
             "template_not_found", f"template {name!r} not found; available: {available}", name
         )
+
+    def missing(self, names: Iterable[str]) -> list[str]:
+        """The names no request could get a template for (never loaded, or broken)."""
+        return [name for name in names if name not in self.templates]
 
     @property
     def broken(self) -> list[str]:

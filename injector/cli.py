@@ -15,9 +15,9 @@ from injector import __version__
 from injector.catalog import Catalog
 from injector.loader import LoadResult, directory_sources, file_sources, load_sources
 from injector.manifests import inject_all
-from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings
+from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings, route
 from injector.service.config import add_arguments as add_serve_arguments
-from injector.service.config import parse_names, parse_prefix
+from injector.service.config import parse_names, parse_namespace, parse_prefix, parse_profiles
 
 DEFAULT_TEMPLATES_DIR = "/etc/sidecar-injector/templates"
 T = TypeVar("T")
@@ -92,6 +92,25 @@ def _add_inject(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=_checked(parse_names),
         help='templates that inject: "true" stands for (CSV)',
     )
+    inject.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="NAME=TEMPLATES",
+        help="a namespace profile, as for serve (repeatable)",
+    )
+    inject.add_argument(
+        "--namespace-label",
+        metavar="VALUE",
+        help="act as if the objects' namespace carried the label <prefix>/inject=VALUE",
+    )
+    inject.add_argument(
+        "--namespace",
+        default="default",
+        type=_checked(parse_namespace),
+        help="namespace of objects that name none, for templates' namespaces: allow-lists "
+        "(default: %(default)s)",
+    )
     inject.set_defaults(handler=run_inject)
 
 
@@ -125,17 +144,24 @@ def run_inject(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
         return 2
     result = load_sources(directory_sources(templates_dir))
     _print_load_errors(result, prefix="warning: ")
+    try:
+        profiles = parse_profiles(";".join(args.profile))
+    except ValueError as exc:
+        print(f"error: --profile: {exc}", file=sys.stderr)
+        return 2
     settings = Settings(
         annotation_prefix=args.annotation_prefix,
         default_templates=args.default_templates,
         exclude_namespaces=DEFAULT_EXCLUDED,
+        profiles=profiles,
     )
     try:
         docs = list(yaml.safe_load_all(_read(args.filename)))
     except (OSError, yaml.YAMLError) as exc:
         print(f"error: cannot read {args.filename}: {exc}", file=sys.stderr)
         return 2
-    outcome = inject_all(docs, Catalog.from_load(result), settings)
+    profile = route(args.namespace_label, settings)
+    outcome = inject_all(docs, Catalog.from_load(result), settings, args.namespace, profile)
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if outcome.errors:

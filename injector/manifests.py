@@ -34,9 +34,17 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
 
 
-def inject_all(docs: Iterable[JSON], catalog: Catalog, settings: Settings) -> Outcome:
-    """Inject into every document, keeping their order; other kinds pass through unchanged."""
-    run = _Run(catalog, settings, Outcome())
+def inject_all(
+    docs: Iterable[JSON],
+    catalog: Catalog,
+    settings: Settings,
+    namespace: str = "default",
+    profile: str | None = None,
+) -> Outcome:
+    """Inject into every document, keeping their order; other kinds pass through unchanged.
+    Objects without a namespace are taken to be in `namespace`; `profile` is what their
+    namespace's label routes them to (`policy.route`)."""
+    run = _Run(catalog, settings, namespace, profile, Outcome())
     run.outcome.objects = [run.inject(doc) for doc in docs if doc is not None]
     return run.outcome
 
@@ -45,6 +53,8 @@ def inject_all(docs: Iterable[JSON], catalog: Catalog, settings: Settings) -> Ou
 class _Run:
     catalog: Catalog
     settings: Settings
+    namespace: str
+    profile: str | None
     outcome: Outcome
 
     def inject(self, doc: JSON) -> JSON:
@@ -54,7 +64,7 @@ class _Run:
         raw_meta = doc.get("metadata")
         metadata: Obj = raw_meta if isinstance(raw_meta, dict) else {}
         label = f"{kind}/{metadata.get('name') or metadata.get('generateName') or '?'}"
-        namespace = str(metadata.get("namespace") or "default")
+        namespace = str(metadata.get("namespace") or self.namespace)
         if kind == "Pod":
             return self.mutate(doc, namespace, label)
         path = POD_TEMPLATE_PATHS.get(kind)
@@ -79,7 +89,7 @@ class _Run:
         return result
 
     def mutate(self, pod: Obj, namespace: str, label: str) -> Obj:
-        decision = decide(pod, namespace, self.catalog, self.settings)
+        decision = decide(pod, namespace, self.catalog, self.settings, self.profile)
         self.outcome.errors += [f"{label}: {error}" for error in decision.errors]
         self.outcome.warnings += [f"{label}: {warning}" for warning in decision.warnings]
         if not decision.patch or decision.errors:

@@ -85,10 +85,7 @@ class Template:
     namespaces: tuple[str, ...] = ()
     """Globs of the namespaces that may request this template; empty: every namespace."""
     namespace_pattern: re.Pattern[str] | None = field(default=None, compare=False)
-
-    def allows(self, namespace: str) -> bool:
-        """Whether a pod in `namespace` may get this template (its `namespaces:` allow-list)."""
-        return self.namespace_pattern is None or bool(self.namespace_pattern.match(namespace))
+    """The allow-list as one regular expression (fnmatchcase semantics); None: everywhere."""
 
     def render(self, pod: Mapping[str, JSON], overrides: Mapping[str, Value]) -> Rendered:
         """Render for one pod; raises RenderError naming the field that failed."""

@@ -190,3 +190,68 @@ def test_validate_missing_path() -> None:
     result = run("validate", "/nonexistent")
     assert result.returncode == 2
     assert "does not exist" in result.stderr
+
+
+BARE_POD = (
+    "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {containers: [{name: a, image: b}]}\n"
+)
+
+
+def test_inject_as_if_the_namespace_carried_a_profile_label() -> None:
+    (pod,) = inject(
+        "--profile", "obs=trace-agent,log-shipper", "--namespace-label", "obs", "-f", "-",
+        stdin=BARE_POD,
+    )  # fmt: skip
+    assert names(pod["spec"]["containers"]) == ["a", "trace-agent", "log-shipper"]
+    status = yaml.safe_load(pod["metadata"]["annotations"]["sidecar-injector.io/status"])
+    assert status["profile"] == "obs"
+    annotated = BARE_POD.replace(
+        "{name: p}", "{name: p, annotations: {sidecar-injector.io/inject: log-shipper}}"
+    )
+    (own,) = inject(
+        "--profile", "obs=trace-agent", "--namespace-label", "obs", "-f", "-", stdin=annotated
+    )
+    assert names(own["spec"]["containers"]) == ["a", "log-shipper"], "the pod's annotation decides"
+    (untouched,) = inject("--namespace-label", "disabled", "-f", "-", stdin=annotated)
+    assert untouched == yaml.safe_load(annotated)
+
+
+def test_inject_reports_a_label_that_names_no_profile() -> None:
+    result = run(
+        "inject", "--templates-dir", str(EXAMPLES / "templates"), "--profile", "obs=trace-agent",
+        "--namespace-label", "obz", "--namespace", "shop", "-f", "-", stdin=BARE_POD,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith(
+        "error: Pod/p: namespace 'shop' is labeled sidecar-injector.io/inject with a value that "
+        "names no profile; label it sidecar-injector.io/inject=<one of: obs, disabled>"
+    )
+
+
+def test_inject_checks_allow_lists_against_each_object_s_namespace(tmp_path: Path) -> None:
+    (tmp_path / "pay.yaml").write_text(
+        "namespaces: [payments-*]\ncontainers: [{name: pay, image: 'pay:1'}]\n"
+    )
+    pod = BARE_POD.replace("{name: p}", "{name: p, annotations: {sidecar-injector.io/inject: pay}}")
+    args = ("inject", "--templates-dir", str(tmp_path), "-f", "-")
+    assert run(*args, "--namespace", "payments-eu", stdin=pod).returncode == 0
+    refused = run(*args, stdin=pod)
+    assert refused.returncode == 1
+    assert (
+        "template 'pay' is not allowed in namespace 'default' (allowed: payments-*)"
+        in refused.stderr
+    )
+    namespaced = pod.replace("{name: p,", "{name: p, namespace: payments-us,")
+    assert run(*args, "--namespace", "dev", stdin=namespaced).returncode == 0
+
+
+def test_inject_refuses_bad_profiles_and_namespaces() -> None:
+    base = ("inject", "--templates-dir", str(EXAMPLES / "templates"), "-f", "-")
+    reserved = run(*base, "--profile", "enabled=log-shipper", stdin=BARE_POD)
+    assert reserved.returncode == 2
+    assert "error: --profile: profile name 'enabled' is reserved" in reserved.stderr
+    empty = run(*base, "--profile", "obs=", stdin=BARE_POD)
+    assert "profile 'obs' names no templates" in empty.stderr
+    namespace = run(*base, "--namespace", "Shop", stdin=BARE_POD)
+    assert namespace.returncode == 2
+    assert "expected a namespace name" in namespace.stderr

@@ -47,6 +47,7 @@ class Answer(NamedTuple):
     requested: tuple[str, ...] = ()
     injected: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
+    profile: str | None = None
 
 
 def parse(body: bytes) -> dict[str, Any]:
@@ -76,10 +77,15 @@ def parse(body: bytes) -> dict[str, Any]:
 
 
 def answer(
-    request: Mapping[str, Any], catalog: Catalog, settings: Settings, on_error: OnError
+    request: Mapping[str, Any],
+    catalog: Catalog,
+    settings: Settings,
+    on_error: OnError,
+    profile: str | None = None,
 ) -> Answer:
-    """Decide for the request and encode the response, following --on-error on failures."""
-    decision = review(request, catalog, settings)
+    """Decide for the request, sent with its namespace's `profile` (None: the pod-annotation
+    path), and encode the response, following --on-error on failures."""
+    decision = review(request, catalog, settings, profile)
     uid: str = request["uid"]
     if decision.skip is not None:
         return Answer(_encode({"uid": uid, "allowed": True}), "skipped", decision.skip)
@@ -105,6 +111,7 @@ def answer(
         decision.requested,
         decision.injected if decision.patch else (),
         tuple(e.message for e in decision.errors),
+        decision.profile,
     )
 
 
@@ -118,7 +125,13 @@ def _deny(uid: str, decision: Decision) -> Answer:
     if decision.warnings:
         response["warnings"] = list(decision.warnings)
     return Answer(
-        _encode(response), "denied", decision.errors[0].reason, decision.requested, (), messages
+        _encode(response),
+        "denied",
+        decision.errors[0].reason,
+        decision.requested,
+        (),
+        messages,
+        decision.profile,
     )
 
 

@@ -14,29 +14,31 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from injector.catalog import Catalog
+from injector.policy import Settings
 from injector.service.metrics import Metrics
-from injector.service.mutate import MutateEndpoint
+from injector.service.mutate import PATH, PROFILE_PATH, MutateEndpoint
 from injector.service.state import State
 from injector.template import Template
 
 
 def webhook_app(state: State, metrics: Metrics, max_body_bytes: int) -> ASGIApp:
-    """POST /mutate; everything else is a 404."""
+    """POST /mutate and /mutate/<profile>; everything else is a 404."""
     endpoint = MutateEndpoint(state, metrics, max_body_bytes)
-    routed = Starlette(routes=[Route("/mutate", endpoint)])
+    routed = Starlette(routes=[Route(PATH, endpoint)])
     return CloseWhenDraining(MutateFirst(endpoint, routed), state)
 
 
 class MutateFirst:
-    """Requests for /mutate go straight to the endpoint; Starlette's router answers the rest
-    (404s, the redirect of /mutate/). Every admission skips the router and its middleware."""
+    """Requests for /mutate and /mutate/<profile> go straight to the endpoint; Starlette's
+    router answers the rest (404s). Every admission skips the router and its middleware."""
 
     def __init__(self, endpoint: ASGIApp, routed: ASGIApp) -> None:
         self.endpoint = endpoint
         self.routed = routed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/mutate":
+        path = scope["path"]
+        if scope["type"] == "http" and (path == PATH or path.startswith(PROFILE_PATH)):
             await self.endpoint(scope, receive, send)
         else:
             await self.routed(scope, receive, send)
@@ -80,7 +82,7 @@ def ops_app(state: State, registry: CollectorRegistry) -> Starlette:
         return _json({"ready": ready, "checks": checks}, 200 if ready else 503)
 
     async def templates(request: Request) -> Response:
-        return _json(describe(state.catalog))
+        return _json(describe(state.catalog, state.settings))
 
     return Starlette(
         routes=[
@@ -92,14 +94,19 @@ def ops_app(state: State, registry: CollectorRegistry) -> Starlette:
     )
 
 
-def describe(catalog: Catalog) -> dict[str, Any]:
-    """What operators need to see about the loaded templates; no rendered values."""
+def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
+    """What operators need to see about the loaded templates and the profiles that name them
+    (`enabled` is the default set); no rendered values."""
     return {
         "templates": [
             _template(t, name in catalog.errors) for name, t in catalog.templates.items()
         ],
         "errors": {name: [str(e) for e in errs] for name, errs in catalog.errors.items()},
         "broken": catalog.broken,
+        "profiles": {
+            name: {"templates": list(names), "missing": catalog.missing(names)}
+            for name, names in settings.routed_profiles.items()
+        },
     }
 
 
@@ -109,9 +116,10 @@ def _template(template: Template, stale: bool) -> dict[str, Any]:
         "digest": template.digest,
         "description": template.description,
         "parameters": {
-            name: {"type": spec.type, "default": spec.default}
+            name: {"type": spec.type, "default": spec.default, "overridable": spec.overridable}
             for name, spec in template.params.items()
         },
+        "namespaces": list(template.namespaces),
         "containers": list(template.container_names),
         "initContainers": list(template.init_container_names),
         "volumes": list(template.volume_names),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Generic, Literal, TypeVar, get_args
 
 from injector.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
-from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings
+from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings, check_profile_name
 
 ENV_PREFIX = "SIDECAR_INJECTOR_"
 
@@ -40,6 +40,7 @@ class Config:
     metrics_port: int
     annotation_prefix: str
     default_templates: tuple[str, ...]
+    profiles: Mapping[str, tuple[str, ...]]
     exclude_namespaces: frozenset[str]
     on_error: OnError
     max_body_bytes: int
@@ -51,7 +52,9 @@ class Config:
 
     @property
     def settings(self) -> Settings:
-        return Settings(self.annotation_prefix, self.default_templates, self.exclude_namespaces)
+        return Settings(
+            self.annotation_prefix, self.default_templates, self.exclude_namespaces, self.profiles
+        )
 
     def summary(self) -> dict[str, object]:
         """Everything, for the start-up log line (nothing here is secret)."""
@@ -64,6 +67,7 @@ class Config:
             "metrics_port": self.metrics_port,
             "annotation_prefix": self.annotation_prefix,
             "default_templates": list(self.default_templates),
+            "profiles": {name: list(names) for name, names in self.profiles.items()},
             "exclude_namespaces": sorted(self.exclude_namespaces),
             "on_error": self.on_error,
             "max_body_bytes": self.max_body_bytes,
@@ -131,11 +135,39 @@ def parse_prefix(text: str) -> str:
 
 
 def parse_names(text: str) -> tuple[str, ...]:
+    """Comma-separated DNS-1123 names, without repeats, in their order."""
     names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
     bad = [n for n in names if not DNS1123_LABEL.match(n)]
     if bad:
         raise ValueError(f"{bad[0]!r} is not a DNS-1123 name; expected comma-separated names")
     return names
+
+
+def parse_profiles(text: str) -> dict[str, tuple[str, ...]]:
+    """`name=t1,t2;other=t3` (each --profile flag is one entry) into name → templates."""
+    profiles: dict[str, tuple[str, ...]] = {}
+    for entry in (e.strip() for e in text.split(";")):
+        if not entry:
+            continue
+        name, equals, names = (part.strip() for part in entry.partition("="))
+        if not equals:
+            raise ValueError(f"{entry!r} is not NAME=template1,template2")
+        problem = check_profile_name(name)
+        if problem is not None:
+            raise ValueError(problem)
+        if name in profiles:
+            raise ValueError(f"profile {name!r} is defined twice")
+        templates = parse_names(names)
+        if not templates:
+            raise ValueError(f"profile {name!r} names no templates; expected {name}=t1,t2")
+        profiles[name] = templates
+    return profiles
+
+
+def parse_namespace(text: str) -> str:
+    if not DNS1123_LABEL.match(text):
+        raise ValueError("expected a namespace name (a DNS-1123 label)")
+    return text
 
 
 def _name_set(text: str) -> frozenset[str]:
@@ -158,10 +190,14 @@ class Flag(Generic[T]):
     parse: Callable[[str], T]
     help: str
     metavar: str | None = None
+    repeated_env: str | None = None
+    """Set for a repeatable flag: the name of its environment variable, whose value holds
+    every repetition separated by ';'."""
 
     @property
     def dest(self) -> str:
-        return self.name.replace("-", "_")
+        """The Config field; a repeatable flag's is named like its variable (plural)."""
+        return (self.repeated_env or self.name).lower().replace("-", "_")
 
     @property
     def env(self) -> str:
@@ -212,6 +248,14 @@ FLAGS: tuple[Flag[object], ...] = (
         parse_names,
         'comma-separated templates injected for <prefix>/inject: "true"',
         "NAMES",
+    ),
+    Flag(
+        "profile",
+        "",
+        parse_profiles,
+        "NAME=t1,t2: namespaces labeled <prefix>/inject=NAME get these templates (repeatable)",
+        "NAME=TEMPLATES",
+        repeated_env="PROFILES",
     ),
     Flag(
         "exclude-namespaces",
@@ -285,6 +329,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 default=None,
                 help=help_text,
             )
+        elif flag.repeated_env is not None:
+            parser.add_argument(
+                f"--{flag.name}",
+                dest=flag.dest,
+                action="append",
+                default=None,
+                metavar=flag.metavar,
+                help=help_text,
+            )
         else:
             parser.add_argument(
                 f"--{flag.name}",
@@ -301,6 +354,8 @@ def load(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> C
     values: dict[str, object] = {}
     for flag in FLAGS:
         raw = getattr(args, flag.dest, None)
+        if isinstance(raw, list):
+            raw = ";".join(raw)
         source = f"--{flag.name}"
         if raw is None and flag.env in environ:
             raw, source = environ[flag.env], flag.env

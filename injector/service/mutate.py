@@ -13,6 +13,9 @@ from injector.service.admission import Answer, BadReview, answer, internal_error
 from injector.service.metrics import Metrics, RequestReason
 from injector.service.state import State
 
+PATH = "/mutate"
+PROFILE_PATH = PATH + "/"
+"""`/mutate/<profile>`: pods of namespaces labeled `<prefix>/inject=<profile>`."""
 JSON_TYPE = b"application/json"
 _TEXT = b"text/plain; charset=utf-8"
 
@@ -56,7 +59,8 @@ class MutateEndpoint:
         except BadReview as exc:
             await self._refuse(send, Refused(400, "invalid_request", str(exc)), started)
             return
-        result = self._answer(request)
+        path: str = scope["path"]
+        result = self._answer(request, None if path == PATH else path[len(PROFILE_PATH) :])
         await _respond(send, 200, JSON_TYPE, result.body)
         seconds = self.clock() - started
         self.metrics.answered(result.outcome, result.reason, seconds)
@@ -64,10 +68,10 @@ class MutateEndpoint:
             self.metrics.injected(result.injected)
         _log_review(request, result, seconds)
 
-    def _answer(self, request: dict[str, Any]) -> Answer:
+    def _answer(self, request: dict[str, Any], profile: str | None) -> Answer:
         state = self.state
         try:
-            return answer(request, state.catalog, state.settings, state.on_error)
+            return answer(request, state.catalog, state.settings, state.on_error, profile)
         except Exception:
             log.exception("admission_internal_error", uid=request["uid"])
             return internal_error(request["uid"], state.on_error)
@@ -162,6 +166,7 @@ def _log_review(request: dict[str, Any], result: Answer, seconds: float) -> None
         pod=request.get("name") or metadata.get("name") or metadata.get("generateName"),
         operation=request.get("operation"),
         dry_run=bool(request.get("dryRun")),
+        profile=result.profile,
         requested=result.requested,
         injected=result.injected,
         outcome=result.outcome,

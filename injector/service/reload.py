@@ -12,6 +12,7 @@ import structlog
 
 from injector.catalog import Catalog
 from injector.loader import LoadResult, Source, directory_sources, load_sources
+from injector.policy import Settings
 from injector.service.metrics import Metrics
 from injector.service.state import State
 from injector.service.tls import KeyPair, Served, TLSError, TLSHolder, build, read_pair
@@ -66,6 +67,7 @@ class Templates:
         self.metrics.catalog(catalog, self.clock())
         log_load_errors(catalog)
         log.info("templates_loaded", templates=sorted(catalog.templates), broken=catalog.broken)
+        log_missing_profile_templates(catalog, self.state.settings)
 
     def apply(self, built: LoadResult | str) -> None:
         if isinstance(built, str):
@@ -89,6 +91,7 @@ class Templates:
         log_load_errors(new)
         level = log.warning if new.errors else log.info
         level("templates_reloaded", **changes(old, new))
+        log_missing_profile_templates(new, self.state.settings)
 
     def crashed(self) -> None:
         self.metrics.templates_reload_failed()
@@ -130,6 +133,20 @@ def log_load_errors(catalog: Catalog) -> None:
                 for e in errors
             ],
         )
+
+
+def log_missing_profile_templates(catalog: Catalog, settings: Settings) -> None:
+    """A profile (or the default set, `enabled`) naming a template that is not loaded: pods
+    relying on it are denied like any request for a missing template, so say it up front."""
+    for profile, names in sorted(settings.routed_profiles.items()):
+        missing = catalog.missing(names)
+        if missing:
+            log.warning(
+                "profile_templates_missing",
+                profile=profile,
+                missing=missing,
+                available=sorted(catalog.templates),
+            )
 
 
 def changes(old: Catalog, new: Catalog) -> dict[str, list[str]]:

@@ -127,6 +127,11 @@ def webhook_container(docs: Iterable[Manifest]) -> Manifest:
     return containers[0]
 
 
+REPEATABLE_FLAGS = frozenset({"--profile"})
+"""Given once per value; the service reads them as one ';'-separated list, like their
+environment variable (SIDECAR_INJECTOR_PROFILES)."""
+
+
 def flags(container: Manifest) -> dict[str, str]:
     """The container's `--flag=value` arguments as a dict; the sub-command is args[0]."""
     args: list[str] = container["args"]
@@ -134,7 +139,10 @@ def flags(container: Manifest) -> dict[str, str]:
     for arg in args[1:]:
         name, sep, value = arg.partition("=")
         assert arg.startswith("--") and sep, f"argument {arg!r} is not --flag=value"
-        assert name not in out, f"{name} given twice"
+        if name in out and name in REPEATABLE_FLAGS:
+            value = f"{out[name]};{value}"
+        else:
+            assert name not in out, f"{name} given twice"
         out[name] = value
     return out
 

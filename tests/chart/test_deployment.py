@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from injector.service.config import FLAGS
+
 from .helm import CHART_DIR, CI_VALUES, Helm, Manifest, flags, only, webhook_container
 
 DEPLOYMENT = "templates/webhook-deployment.yaml"
@@ -31,6 +33,7 @@ SERVE_FLAGS = {
     "--log-format",
     "--shutdown-delay",
     "--graceful-timeout",
+    "--profile",
 }
 
 
@@ -69,7 +72,7 @@ def test_default_args(helm: Helm) -> None:
         "--shutdown-delay": "5",
         "--graceful-timeout": "10",
     }
-    assert set(flags(container(helm))) == SERVE_FLAGS
+    assert set(flags(container(helm))) == SERVE_FLAGS - {"--profile"}, "one per profile"
     assert "command" not in container(helm), "the image's ENTRYPOINT runs the service"
 
 
@@ -77,6 +80,7 @@ def test_every_config_value_reaches_the_args(helm: Helm) -> None:
     config = {
         "annotationPrefix": "injector.example.com",
         "defaultTemplates": ["log-shipper", "trace-agent"],
+        "profiles": {"mesh": ["envoy-proxy", "trace-agent"], "logs": ["log-shipper"]},
         "excludeNamespaces": ["monitoring"],
         "onError": "allow",
         "maxBodyBytes": 10485760,
@@ -89,9 +93,14 @@ def test_every_config_value_reaches_the_args(helm: Helm) -> None:
         "gracefulTimeoutSeconds": 30,
     }
     assert set(config) == set(CHART_VALUES["config"]), "a config value is not exercised here"
+    assert {f"--{f.name}" for f in FLAGS} - {"--dev"} == SERVE_FLAGS
     values = {"config": config, "extraArgs": ["--log-level=debug"]}
     got = container(helm, values)
     assert got["args"][-1] == "--log-level=debug", "extraArgs come last, so they win"
+    assert [a for a in got["args"] if a.startswith("--profile")] == [
+        "--profile=logs=log-shipper",
+        "--profile=mesh=envoy-proxy,trace-agent",
+    ]
     assert flags(got | {"args": got["args"][:-1]}) == {
         "--host": "::",
         "--port": "9443",
@@ -108,6 +117,7 @@ def test_every_config_value_reaches_the_args(helm: Helm) -> None:
         "--log-format": "console",
         "--shutdown-delay": "8",
         "--graceful-timeout": "30",
+        "--profile": "logs=log-shipper;mesh=envoy-proxy,trace-agent",
     }
     assert {p["name"]: p["containerPort"] for p in got["ports"]} == {"https": 9443, "metrics": 9090}
 

@@ -20,8 +20,15 @@ def configuration(helm: Helm, values: dict[str, Any] | None = None, **kw: Any) -
 
 
 def main_webhook(doc: Manifest) -> Manifest:
+    """The entry for Pods that carry the annotation (always the first)."""
     webhook: Manifest = doc["webhooks"][0]
     return webhook
+
+
+def entry(doc: Manifest, prefix: str) -> Manifest:
+    found: list[Manifest] = [w for w in doc["webhooks"] if w["name"].startswith(prefix)]
+    assert len(found) == 1
+    return found[0]
 
 
 def excluded_namespaces(webhook: Manifest) -> list[str]:
@@ -39,6 +46,14 @@ def opt_in_expression(prefix: str) -> str:
     key = f"'{prefix}/inject'"
     return (
         f"has(object.metadata.annotations) && {key} in object.metadata.annotations && "
+        f"!(object.metadata.annotations[{key}].trim().lowerAscii() in ['', 'false'])"
+    )
+
+
+def not_opted_out_expression(prefix: str) -> str:
+    key = f"'{prefix}/inject'"
+    return (
+        f"!has(object.metadata.annotations) || !({key} in object.metadata.annotations) || "
         f"!(object.metadata.annotations[{key}].trim().lowerAscii() in ['', 'false'])"
     )
 
@@ -128,11 +143,14 @@ def test_namespace_selector_adds_user_exclusions_and_selectors(helm: Helm) -> No
 
 @pytest.mark.parametrize("prefix", ["sidecar-injector.io", "injector.example.com"])
 def test_match_conditions_follow_annotation_prefix(helm: Helm, prefix: str) -> None:
-    doc = configuration(helm, {"config": {"annotationPrefix": prefix}})
+    doc = configuration(helm, {"config": {"annotationPrefix": prefix, "profiles": {"a": ["x"]}}})
     for webhook in doc["webhooks"]:
-        assert webhook["matchConditions"] == [
-            {"name": "opted-in", "expression": opt_in_expression(prefix)}
-        ]
+        if ".profile." in webhook["name"]:
+            # Every Pod of a profile namespace, except those opting out with the annotation.
+            expected = {"name": "not-opted-out", "expression": not_opted_out_expression(prefix)}
+        else:
+            expected = {"name": "opted-in", "expression": opt_in_expression(prefix)}
+        assert webhook["matchConditions"] == [expected]
 
 
 def test_cert_manager_injects_ca_of_own_ca_certificate(helm: Helm) -> None:
@@ -176,8 +194,14 @@ def test_ca_bundle_without_cert_manager(helm: Helm, encoded: bool) -> None:
 
 def test_external_url_replaces_service(helm: Helm) -> None:
     url = "https://injector.example.com/mutate"
-    for webhook in configuration(helm, {"webhook": {"url": url}})["webhooks"]:
-        assert webhook["clientConfig"] == {"url": url}
+    doc = configuration(helm, {"webhook": {"url": url}, "config": {"profiles": {"a": ["x"]}}})
+    urls = {w["name"]: w["clientConfig"] for w in doc["webhooks"]}
+    assert urls == {
+        "inject.sidecar-injector.io": {"url": url},
+        "a.profile.inject.sidecar-injector.io": {"url": f"{url}/a"},
+        "unknown-profile.profile.inject.sidecar-injector.io": {"url": f"{url}/unknown-profile"},
+        "helm-test.inject.sidecar-injector.io": {"url": url},
+    }
 
 
 def test_external_url_with_publicly_trusted_cert_needs_no_bundle(helm: Helm) -> None:
@@ -192,7 +216,7 @@ def test_external_url_with_publicly_trusted_cert_needs_no_bundle(helm: Helm) -> 
 
 def test_helm_test_entry_selects_only_the_test_pod(helm: Helm) -> None:
     doc = configuration(helm)
-    [main, test] = doc["webhooks"]
+    main, test = main_webhook(doc), entry(doc, "helm-test.")
     assert test["name"] == f"helm-test.{main['name']}"
     assert test["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}
     [pod] = helm.template(show_only=["templates/tests/test-pod.yaml"])
@@ -204,6 +228,10 @@ def test_helm_test_entry_selects_only_the_test_pod(helm: Helm) -> None:
     } == {
         k: v for k, v in main.items() if k not in ("name", "namespaceSelector", "objectSelector")
     } | {"failurePolicy": "Fail", "reinvocationPolicy": "Never"}
+    # The release namespace is excluded from every other entry, so only the test Pod goes here.
+    for webhook in doc["webhooks"]:
+        if webhook is not test:
+            assert NAMESPACE in excluded_namespaces(webhook)
     # The webhook's own Pods never match it.
     [deployment] = helm.template(show_only=["templates/webhook-deployment.yaml"])
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -212,4 +240,7 @@ def test_helm_test_entry_selects_only_the_test_pod(helm: Helm) -> None:
 
 def test_no_helm_test_entry_when_tests_are_off(helm: Helm) -> None:
     doc = configuration(helm, {"tests": {"enabled": False}})
-    assert [w["name"] for w in doc["webhooks"]] == ["inject.sidecar-injector.io"]
+    assert [w["name"] for w in doc["webhooks"]] == [
+        "inject.sidecar-injector.io",
+        "unknown-profile.profile.inject.sidecar-injector.io",
+    ]

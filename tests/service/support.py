@@ -43,16 +43,19 @@ class Harness:
     ops: httpx.AsyncClient
 
     async def post(
-        self, body: Mapping[str, Any] | bytes, content_type: str = "application/json"
+        self,
+        body: Mapping[str, Any] | bytes,
+        content_type: str = "application/json",
+        path: str = "/mutate",
     ) -> httpx.Response:
         content = body if isinstance(body, bytes) else orjson.dumps(body)
         return await self.webhook.post(
-            "/mutate", content=content, headers={"content-type": content_type}
+            path, content=content, headers={"content-type": content_type}
         )
 
-    async def review(self, body: Mapping[str, Any]) -> dict[str, Any]:
+    async def review(self, body: Mapping[str, Any], path: str = "/mutate") -> dict[str, Any]:
         """POST a review that must be answered; its `response`."""
-        answer = await self.post(body)
+        answer = await self.post(body, path=path)
         assert answer.status_code == 200, answer.text
         assert answer.headers["content-type"] == "application/json"
         document = answer.json()

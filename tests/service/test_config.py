@@ -29,6 +29,7 @@ def test_defaults() -> None:
         "metrics_port": 8080,
         "annotation_prefix": "sidecar-injector.io",
         "default_templates": [],
+        "profiles": {},
         "exclude_namespaces": ["kube-node-lease", "kube-public", "kube-system"],
         "on_error": "deny",
         "max_body_bytes": 3145728,
@@ -43,9 +44,27 @@ def test_defaults() -> None:
 
 def test_every_flag_has_an_environment_variable() -> None:
     assert [f.env for f in FLAGS] == [
-        "SIDECAR_INJECTOR_" + f.name.replace("-", "_").upper() for f in FLAGS
+        "SIDECAR_INJECTOR_"
+        + ("PROFILES" if f.name == "profile" else f.name.replace("-", "_").upper())
+        for f in FLAGS
     ]
-    assert len(FLAGS) == 16
+    assert len(FLAGS) == 17
+
+
+def test_profiles_from_repeated_flags_or_one_variable() -> None:
+    flags = load(
+        parse("--profile", "mesh=envoy-proxy, trace-agent", "--profile=logs=log-shipper"), {}
+    )
+    assert flags.profiles == {"mesh": ("envoy-proxy", "trace-agent"), "logs": ("log-shipper",)}
+    assert flags.settings.profiles == flags.profiles
+    env = load(
+        parse(), {"SIDECAR_INJECTOR_PROFILES": "mesh=envoy-proxy,trace-agent; logs=log-shipper;"}
+    )
+    assert env.profiles == flags.profiles
+    assert list(env.summary()["profiles"]) == ["mesh", "logs"]  # type: ignore[call-overload]
+    assert load(parse("--profile", "a=x"), {"SIDECAR_INJECTOR_PROFILES": "b=y"}).profiles == {
+        "a": ("x",)
+    }
 
 
 def test_flag_beats_environment_beats_default() -> None:
@@ -91,6 +110,23 @@ def test_lists_and_settings() -> None:
         (["--default-templates", "Log_Shipper"], {}, "'Log_Shipper' is not a DNS-1123 name"),
         (["--exclude-namespaces", "kube system"], {}, "'kube system' is not a DNS-1123 name"),
         (["--host", ""], {}, "expected an address"),
+        (
+            ["--profile", "enabled=a"],
+            {},
+            "--profile='enabled=a': profile name 'enabled' is reserved",
+        ),
+        (["--profile", "disabled=a"], {}, "profile name 'disabled' is reserved"),
+        (["--profile", "unknown-profile=a"], {}, "profile name 'unknown-profile' is reserved"),
+        (["--profile", "Mesh=a"], {}, "profile name 'Mesh' must be a DNS-1123 label"),
+        (["--profile", "mesh"], {}, "--profile='mesh': 'mesh' is not NAME=template1,template2"),
+        (["--profile", "mesh="], {}, "profile 'mesh' names no templates; expected mesh=t1,t2"),
+        (["--profile", "mesh=Envoy"], {}, "'Envoy' is not a DNS-1123 name"),
+        (["--profile", "a=x", "--profile", "a=y"], {}, "profile 'a' is defined twice"),
+        (
+            [],
+            {"SIDECAR_INJECTOR_PROFILES": "a=x;=y"},
+            "SIDECAR_INJECTOR_PROFILES='a=x;=y': profile name ''",
+        ),
         (["--templates-dir", ""], {}, "expected a path"),
         ([], {"SIDECAR_INJECTOR_DEV": "maybe"}, "SIDECAR_INJECTOR_DEV='maybe': expected true"),
         (["--port", "9000", "--metrics-port", "9000"], {}, "both 9000; use two ports"),

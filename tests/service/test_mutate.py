@@ -323,6 +323,7 @@ async def test_one_canonical_log_line_per_review(harness: Harness) -> None:
         "pod": "shop-api-7d9f8b6c5d-",
         "operation": "CREATE",
         "dry_run": False,
+        "profile": None,
         "requested": ("log-shipper",),
         "injected": ("log-shipper",),
         "outcome": "injected",
@@ -367,3 +368,83 @@ async def test_metrics_after_a_sequence_of_requests(harness: Harness) -> None:
     assert harness.injections("envoy-proxy") == 0
     count = harness.registry.get_sample_value("sidecar_injector_admission_duration_seconds_count")
     assert count == 6
+
+
+# --- namespace profiles: /mutate/<profile> ---
+
+PROFILES = Settings(default_templates=("log-shipper",), profiles={"mesh": ("envoy-proxy", "nope")})
+
+
+def unannotated() -> dict[str, Any]:
+    return with_pod(sample(), annotations={"team": "shop"})
+
+
+async def test_a_profile_path_injects_the_profile_and_records_it(catalog: Catalog) -> None:
+    harness = make_harness(catalog, settings=PROFILES)
+    with capture_logs() as logs:
+        response = await harness.review(unannotated(), path="/mutate/enabled")
+    pod = apply_patch(unannotated()["request"]["object"], response)
+    status = orjson.loads(pod["metadata"]["annotations"]["sidecar-injector.io/status"])
+    assert status["profile"] == "enabled"
+    assert [t["name"] for t in status["templates"]] == ["log-shipper"]
+    assert logs[0]["profile"] == "enabled"
+    assert harness.requests("injected", "ok") == 1
+
+
+async def test_the_pod_annotation_decides_on_a_profile_path(catalog: Catalog) -> None:
+    harness = make_harness(catalog, settings=PROFILES)
+    response = await harness.review(sample("trace-agent"), path="/mutate/unknown-profile")
+    status = orjson.loads(orjson.loads(base64.b64decode(response["patch"]))[-1]["value"])
+    assert [t["name"] for t in status["templates"]] == ["trace-agent"]
+    assert "profile" not in status
+    skipped = await harness.review(sample("false"), path="/mutate/mesh")
+    assert skipped == {"uid": UID, "allowed": True}
+    assert harness.requests("skipped", "not_requested") == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "says"),
+    [
+        (
+            "/mutate/unknown-profile",
+            "namespace 'shop' is labeled sidecar-injector.io/inject with a",
+        ),
+        ("/mutate/typo", "namespace 'shop' asks for profile 'typo', which is not configured"),
+    ],
+)
+async def test_an_unknown_profile_is_denied_listing_the_profiles(
+    catalog: Catalog, path: str, says: str
+) -> None:
+    harness = make_harness(catalog, settings=PROFILES)
+    assert harness.requests("denied", "profile_not_found") == 0
+    with capture_logs() as logs:
+        response = await harness.review(unannotated(), path=path)
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith(says)
+    assert "<one of: enabled, mesh, disabled>" in response["status"]["message"]
+    assert harness.requests("denied", "profile_not_found") == 1
+    assert logs[0]["profile"] == path.removeprefix("/mutate/")
+
+
+async def test_a_profile_naming_a_missing_template_fails_like_a_missing_template(
+    catalog: Catalog,
+) -> None:
+    harness = make_harness(catalog, "allow", PROFILES)
+    response = await harness.review(unannotated(), path="/mutate/mesh")
+    assert response["allowed"] is True
+    assert response["auditAnnotations"] == {"injected-templates": "envoy-proxy"}
+    assert response["warnings"][0].startswith("template 'nope' not found; available:")
+    assert harness.requests("error", "template_not_found") == 1
+
+
+async def test_a_disabled_path_skips_even_annotated_pods(catalog: Catalog) -> None:
+    harness = make_harness(catalog, settings=PROFILES)
+    response = await harness.review(sample("log-shipper"), path="/mutate/disabled")
+    assert response == {"uid": UID, "allowed": True}
+    assert harness.requests("skipped", "excluded_namespace") == 1
+
+
+async def test_the_new_reasons_exist_from_start_up(harness: Harness) -> None:
+    for reason in ("profile_not_found", "namespace_not_allowed", "parameter_locked"):
+        assert harness.requests("denied", reason) == 0
+        assert harness.requests("error", reason) == 0

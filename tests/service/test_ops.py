@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from injector.catalog import Catalog
 from injector.errors import LoadError
 from injector.loader import LoadResult
+from injector.policy import Settings
 from injector.service.metrics import OUTCOME_REASONS, Metrics
 from tests.service.support import Harness, make_harness
 
@@ -128,7 +129,10 @@ async def test_debug_templates_lists_templates_digests_and_errors(catalog: Catal
             },
         )
     )
-    harness = make_harness(broken)
+    settings = Settings(
+        default_templates=("log-shipper",), profiles={"mesh": ("envoy-proxy", "gone")}
+    )
+    harness = make_harness(broken, settings=settings)
     answer = await harness.ops.get("/debug/templates")
     assert answer.status_code == 200
     body = answer.json()
@@ -137,7 +141,12 @@ async def test_debug_templates_lists_templates_digests_and_errors(catalog: Catal
     shipper = by_name["log-shipper"]
     assert shipper["digest"] == catalog.templates["log-shipper"].digest
     assert shipper["containers"] == ["log-shipper"]
-    assert shipper["parameters"]["logLevel"] == {"type": "string", "default": "info"}
+    assert shipper["parameters"]["logLevel"] == {
+        "type": "string",
+        "default": "info",
+        "overridable": True,
+    }
+    assert shipper["namespaces"] == []
     assert shipper["stale"] is False
     assert by_name["trace-agent"]["stale"] is True
     assert body["errors"] == {
@@ -145,6 +154,10 @@ async def test_debug_templates_lists_templates_digests_and_errors(catalog: Catal
         "gone": ["gone.yaml:1: invalid YAML"],
     }
     assert body["broken"] == ["gone"]
+    assert body["profiles"] == {
+        "mesh": {"templates": ["envoy-proxy", "gone"], "missing": ["gone"]},
+        "enabled": {"templates": ["log-shipper"], "missing": []},
+    }
 
 
 async def test_debug_templates_is_read_only(harness: Harness) -> None:

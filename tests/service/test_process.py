@@ -59,6 +59,7 @@ def service(templates: Path, tls_files: tuple[Path, Path]) -> Iterator[Service]:
         f"--tls-cert={cert}",
         f"--tls-key={key}",
         "--max-body-bytes=20000",
+        "--profile=mesh=envoy-proxy,nope",
     )
     with running(args) as started:
         yield started
@@ -72,9 +73,11 @@ def client(ca: trustme.CA) -> Iterator[httpx.Client]:
         yield verified
 
 
-def mutate(client: httpx.Client, service: Service, body: bytes, **kwargs: Any) -> httpx.Response:
+def mutate(
+    client: httpx.Client, service: Service, body: bytes, path: str = "/mutate", **kwargs: Any
+) -> httpx.Response:
     return client.post(
-        f"https://127.0.0.1:{service.port}/mutate",
+        f"https://127.0.0.1:{service.port}{path}",
         content=body,
         headers={"content-type": "application/json"},
         extensions={"sni_hostname": SERVICE_NAME},
@@ -139,6 +142,22 @@ def test_broken_template_is_denied_with_its_load_error(
     assert "broken.yaml:" in response["status"]["message"]
     logged = service.events("template_load_failed")
     assert logged[0]["template"] == "broken"
+
+
+def test_a_profile_naming_a_missing_template_is_visible_and_fails_like_one(
+    client: httpx.Client, service: Service
+) -> None:
+    [missing] = service.events("profile_templates_missing")
+    assert (missing["profile"], missing["missing"]) == ("mesh", ["nope"])
+    assert ops(service, "/debug/templates").json()["profiles"] == {
+        "mesh": {"templates": ["envoy-proxy", "nope"], "missing": ["nope"]}
+    }
+    answer = mutate(client, service, orjson.dumps(review("")), path="/mutate/mesh")
+    response = answer.json()["response"]
+    assert response["allowed"] is False
+    assert response["status"]["message"].startswith("template 'nope' not found; available:")
+    annotated = mutate(client, service, orjson.dumps(review("trace-agent")), path="/mutate/mesh")
+    assert annotated.json()["response"]["auditAnnotations"] == {"injected-templates": "trace-agent"}
 
 
 def test_bad_requests_over_the_wire(client: httpx.Client, service: Service) -> None:

@@ -164,17 +164,20 @@ so that the injector's own Pods never depend on it.
 {{- end }}
 
 {{/*
-The webhook clientConfig: the external URL, or the Service; plus the caBundle when
-cert-manager does not inject it.
+The webhook clientConfig for one path under /mutate (list root suffix): the external URL, or
+the Service; plus the caBundle when cert-manager does not inject it.
 */}}
 {{- define "sidecar-injector.clientConfig" -}}
+{{- $root := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- with $root }}
 {{- if .Values.webhook.url }}
-url: {{ .Values.webhook.url | quote }}
+url: {{ printf "%s%s" .Values.webhook.url $suffix | quote }}
 {{- else }}
 service:
   name: {{ include "sidecar-injector.serviceName" . }}
   namespace: {{ .Release.Namespace }}
-  path: /mutate
+  path: {{ printf "/mutate%s" $suffix }}
   port: {{ .Values.service.port }}
 {{- end }}
 {{- if not .Values.certManager.enabled }}
@@ -183,6 +186,7 @@ service:
 caBundle: {{ $bundle }}
 {{- else if not .Values.webhook.url }}
 {{- fail "webhook.caBundle is required when certManager.enabled is false (the CA that signed tls.existingSecret)" }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -198,6 +202,74 @@ service; trim() and lowerAscii() are in Kubernetes' CEL strings library.
   expression: >-
     has(object.metadata.annotations) && {{ $key }} in object.metadata.annotations &&
     !(object.metadata.annotations[{{ $key }}].trim().lowerAscii() in ['', 'false'])
+{{- end }}
+
+{{/*
+matchConditions of the namespace-profile entries: every Pod of the namespace, except those that
+opt out with their own annotation ("false" or "", as above).
+*/}}
+{{- define "sidecar-injector.profileMatchConditions" -}}
+{{- $key := include "sidecar-injector.injectAnnotation" . | squote }}
+- name: not-opted-out
+  expression: >-
+    !has(object.metadata.annotations) || !({{ $key }} in object.metadata.annotations) ||
+    !(object.metadata.annotations[{{ $key }}].trim().lowerAscii() in ['', 'false'])
+{{- end }}
+
+{{/*
+The namespace label values that select templates, as a JSON list: config.profiles, plus
+"enabled" when default templates are set. The service routes exactly the same set.
+*/}}
+{{- define "sidecar-injector.routedProfiles" -}}
+{{- $profiles := keys .Values.config.profiles | sortAlpha }}
+{{- if .Values.config.defaultTemplates }}
+{{- $profiles = append $profiles "enabled" }}
+{{- end }}
+{{- toJson $profiles }}
+{{- end }}
+
+{{/*
+One entry of the MutatingWebhookConfiguration for application Pods (dict: root, name, suffix
+of the /mutate path, namespaceExpressions on top of the usual exclusions, conditions helper).
+*/}}
+{{- define "sidecar-injector.webhookEntry" -}}
+{{- $root := .root }}
+{{- with $root }}
+- name: {{ $.name }}
+  admissionReviewVersions: ["v1"]
+  sideEffects: None
+  failurePolicy: {{ .Values.webhook.failurePolicy }}
+  timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
+  reinvocationPolicy: {{ .Values.webhook.reinvocationPolicy }}
+  matchPolicy: Equivalent
+  clientConfig:
+    {{- include "sidecar-injector.clientConfig" (list . $.suffix) | trim | nindent 4 }}
+  rules:
+    - operations: ["CREATE"]
+      apiGroups: [""]
+      apiVersions: ["v1"]
+      resources: ["pods"]
+      scope: Namespaced
+  namespaceSelector:
+    {{- with .Values.webhook.namespaceSelector.matchLabels }}
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: NotIn
+        values: {{ include "sidecar-injector.webhookExcludedNamespaces" . }}
+      {{- toYaml $.namespaceExpressions | nindent 6 }}
+      {{- with .Values.webhook.namespaceSelector.matchExpressions }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+  {{- with .Values.webhook.objectSelector }}
+  objectSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  matchConditions:
+    {{- include $.conditions . | trim | nindent 4 }}
+{{- end }}
 {{- end }}
 
 {{/*
