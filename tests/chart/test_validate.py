@@ -37,6 +37,7 @@ EXPECTED_KINDS: dict[str, list[str]] = {
     "existing-issuer-values": ALWAYS + ["Certificate"] + HELM_TEST,
     "no-cert-manager-values": ALWAYS + HELM_TEST,
     "external-url-values": ALWAYS + OWN_CA + HELM_TEST,
+    "profiles-values": ALWAYS + OWN_CA + HELM_TEST,
     "monitoring-values": ALWAYS + OWN_CA + HELM_TEST + ["NetworkPolicy", "ServiceMonitor"],
     "existing-configmap-values": [k for k in ALWAYS if k not in ("ConfigMap", "ServiceAccount")]
     + OWN_CA,
