@@ -39,9 +39,14 @@ class Release:
 
     @property
     def webhook(self) -> Manifest:
-        """The configuration's entry for application Pods (not the helm-test one)."""
+        """The configuration's entry for Pods that ask with their own annotation (not a
+        namespace profile's, not the helm-test one)."""
         configuration = only(self.docs, "MutatingWebhookConfiguration")
-        entries = [w for w in configuration["webhooks"] if not w["name"].startswith("helm-test.")]
+        entries = [
+            w
+            for w in configuration["webhooks"]
+            if not w["name"].startswith("helm-test.") and ".profile." not in w["name"]
+        ]
         assert len(entries) == 1
         entry: Manifest = entries[0]
         return entry
