@@ -32,7 +32,7 @@ class Taken:
         """Every clash the template would cause; empty means it can be claimed."""
         clashes = [
             ("container", name, self.containers[name])
-            for name in (*template.init_container_names, *template.container_names)
+            for name in template.all_container_names
             if name in self.containers
         ]
         clashes += [
@@ -43,7 +43,7 @@ class Taken:
         return [_conflict(template.name, kind, name, owner) for kind, name, owner in clashes]
 
     def claim(self, template: Template) -> None:
-        for name in (*template.init_container_names, *template.container_names):
+        for name in template.all_container_names:
             self.containers[name] = template.name
         for name in template.volume_names:
             self.volumes[name] = template.name

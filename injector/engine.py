@@ -72,8 +72,9 @@ def decide(
     injections, errors = _prepare(pod, namespace, names, catalog, settings)
     if not injections:
         return Decision(requested=names, errors=tuple(errors), profile=profile)
-    status = _status([i.template for i in injections], profile)
-    ops, warnings = build(pod, injections, settings.status_key, status)
+    native = settings.native_sidecars
+    status = _status([i.template for i in injections], profile, native)
+    ops, warnings = build(pod, injections, settings.status_key, status, native)
     injected = tuple(i.template.name for i in injections)
     # Positional: keyword arguments make building the tuple measurably dearer on every request.
     return Decision(None, names, injected, tuple(ops), tuple(warnings), tuple(errors), profile)
@@ -209,11 +210,12 @@ def _render_error(template: Template, exc: RenderError) -> InjectionError:
     )
 
 
-def _status(templates: Sequence[Template], profile: str | None) -> str:
-    """The idempotency record: which template versions added what, and the deciding profile."""
+def _status(templates: Sequence[Template], profile: str | None, native: bool) -> str:
+    """The idempotency record: which template versions added what where, and the deciding
+    profile."""
     if len(templates) == 1 and profile is None:
-        return templates[0].status_record  # the usual case, serialized once per template
-    return status_of(templates, profile)
+        return templates[0].status_records[native]  # the usual case, serialized once
+    return status_of(templates, profile, native=native)
 
 
 def _shape_problem(pod: JSON) -> str | None:

@@ -26,16 +26,19 @@ def add(path: str, value: JSON) -> AddOp:
 
 
 def build(
-    pod: Obj, injections: Sequence[Injection], status_key: str, status: str
+    pod: Obj, injections: Sequence[Injection], status_key: str, status: str, native: bool = False
 ) -> tuple[list[AddOp], list[str]]:
-    """All operations for the accepted templates, and warnings about what was left as it was."""
+    """All operations for the accepted templates, and warnings about what was left as it was.
+    Each template's `sidecars` follow its containers, or with `native` its init containers
+    (as init containers with restartPolicy: Always)."""
     spec: Obj = pod["spec"]
     metadata: Obj = pod["metadata"]
     ops: list[AddOp] = []
     warnings: list[str] = []
     rendered = [i.rendered for i in injections]
-    _append(ops, spec, "/spec", "containers", [c for r in rendered for c in r.containers])
-    _prepend(ops, spec, "/spec", "initContainers", [c for r in rendered for c in r.init_containers])
+    containers, init_containers = _placed(rendered, native)
+    _append(ops, spec, "/spec", "containers", containers)
+    _prepend(ops, spec, "/spec", "initContainers", init_containers)
     _append(ops, spec, "/spec", "volumes", [v for r in rendered for v in r.volumes])
     _app_containers(ops, warnings, spec, injections)
     _append(ops, spec, "/spec", "imagePullSecrets", _pull_secrets(spec, rendered))
@@ -45,6 +48,23 @@ def build(
     annotations[status_key] = status  # last, so it is the final op
     _merge_map(ops, metadata, "annotations", annotations)
     return ops, warnings
+
+
+def _placed(rendered: list[Rendered], native: bool) -> tuple[list[JSON], list[JSON]]:
+    """The containers and init containers to add, in template order."""
+    if not any(r.sidecars for r in rendered):
+        return [c for r in rendered for c in r.containers], [
+            c for r in rendered for c in r.init_containers
+        ]
+    if native:
+        return [c for r in rendered for c in r.containers], [
+            c
+            for r in rendered
+            for c in (*r.init_containers, *({**s, "restartPolicy": "Always"} for s in r.sidecars))
+        ]
+    return [c for r in rendered for c in (*r.containers, *r.sidecars)], [
+        c for r in rendered for c in r.init_containers
+    ]
 
 
 def _append(ops: list[AddOp], parent: Obj, base: str, key: str, items: list[JSON]) -> None:

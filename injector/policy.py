@@ -30,6 +30,9 @@ class Settings:
     exclude_namespaces: frozenset[str] = DEFAULT_EXCLUDED
     profiles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Profile name → templates, for namespaces labeled `<prefix>/inject=<profile>`."""
+    native_sidecars: bool = False
+    """Templates' `sidecars` become init containers with restartPolicy: Always (Kubernetes
+    native sidecars), else regular containers."""
 
     @property
     def inject_key(self) -> str:

@@ -23,6 +23,7 @@ from injector.yamlsrc import Path
 LIST_SECTIONS = (
     "containers",
     "initContainers",
+    "sidecars",
     "volumes",
     "volumeMounts",
     "env",
@@ -60,6 +61,7 @@ class Rendered(NamedTuple):
 
     containers: list[Obj]
     init_containers: list[Obj]
+    sidecars: list[Obj]
     volumes: list[Obj]
     volume_mounts: list[Obj]
     env: list[Obj]
@@ -82,6 +84,8 @@ class Template:
     volume_names: tuple[str, ...]
     tree: Node
     defaults_bound: Node | None = field(default=None, compare=False)
+    sidecar_names: tuple[str, ...] = ()
+    """Containers that run for the pod's whole life; where they go is the service's choice."""
     namespaces: tuple[str, ...] = ()
     """Globs of the namespaces that may request this template; empty: every namespace."""
     namespace_pattern: re.Pattern[str] | None = field(default=None, compare=False)
@@ -105,9 +109,21 @@ class Template:
         return ctx.params, ctx.template
 
     @functools.cached_property
-    def status_record(self) -> str:
-        """The status annotation of a pod that got only this template."""
-        return status_of([self])
+    def status_records(self) -> tuple[str, str]:
+        """The status annotation of a pod that got only this template, indexed by whether
+        sidecars are native (the lists say where they went)."""
+        return status_of([self], native=False), status_of([self], native=True)
+
+    @functools.cached_property
+    def all_container_names(self) -> tuple[str, ...]:
+        """Every container name it adds, wherever they go: they share one namespace."""
+        return (*self.init_container_names, *self.container_names, *self.sidecar_names)
+
+    def placed(self, native: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The names this template adds to containers and to init containers."""
+        if native:
+            return self.container_names, (*self.init_container_names, *self.sidecar_names)
+        return (*self.container_names, *self.sidecar_names), self.init_container_names
 
     @functools.cached_property
     def required(self) -> tuple[str, ...]:
@@ -119,6 +135,7 @@ def _to_rendered(data: JSON) -> Rendered:
     rendered = Rendered(
         data.get("containers", []),
         data.get("initContainers", []),
+        data.get("sidecars", []),
         data.get("volumes", []),
         data.get("volumeMounts", []),
         data.get("env", []),
@@ -144,13 +161,15 @@ def _check_rendered(rendered: Rendered) -> None:
             )
 
 
-def status_of(templates: Sequence[Template], profile: str | None = None) -> str:
-    """The status annotation's JSON: which template versions added which names, and the
-    namespace profile that asked for them (absent when the pod's annotation did)."""
+def status_of(templates: Sequence[Template], profile: str | None = None, *, native: bool) -> str:
+    """The status annotation's JSON: which template versions added which names where (with
+    `native`, sidecars are init containers), and the namespace profile that asked for them
+    (absent when the pod's annotation did)."""
+    placed = [t.placed(native) for t in templates]
     record: dict[str, JSON] = {
         "templates": [{"name": t.name, "digest": t.digest} for t in templates],
-        "containers": [n for t in templates for n in t.container_names],
-        "initContainers": [n for t in templates for n in t.init_container_names],
+        "containers": [n for containers, _ in placed for n in containers],
+        "initContainers": [n for _, init in placed for n in init],
         "volumes": [n for t in templates for n in t.volume_names],
     }
     if profile is not None:
@@ -233,6 +252,7 @@ def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
         init_container_names=names["initContainers"],
         volume_names=names["volumes"],
         tree=tree,
+        sidecar_names=names["sidecars"],
         namespaces=namespaces,
         namespace_pattern=_glob_pattern(namespaces),
     )
@@ -324,17 +344,9 @@ def _check_shape(body: Obj, targets: JSON, problems: list[Problem]) -> dict[str,
             body[key] = {}
     names: dict[str, tuple[str, ...]] = {}
     seen: dict[str, str] = {}
-    for key in ("containers", "initContainers", "volumes"):
+    for key in ("containers", "initContainers", "sidecars", "volumes"):
         names[key] = tuple(_named_entries(key, body.get(key, []), seen, problems))
-    for index, entry in enumerate(body.get("initContainers", [])):
-        policy = entry.get("restartPolicy") if isinstance(entry, dict) else None
-        if policy not in (None, "Always"):
-            problems.append(
-                (
-                    ("initContainers", index, "restartPolicy"),
-                    "may only be Always (a native sidecar) or left out",
-                )
-            )
+    _check_placements(body, problems)
     _check_entries(body, "volumeMounts", ("name", "mountPath"), "mountPath", problems)
     _check_entries(body, "env", ("name",), "name", problems)
     _check_entries(body, "imagePullSecrets", ("name",), "name", problems)
@@ -342,6 +354,58 @@ def _check_shape(body: Obj, targets: JSON, problems: list[Problem]) -> dict[str,
         _check_string_map(key, body.get(key, {}), problems)
     _check_targets(targets, problems)
     return names
+
+
+PLACEMENT_FIELDS: dict[str, dict[str, str]] = {
+    "containers": {
+        "restartPolicy": "only init containers take a restartPolicy: for a sidecar that runs "
+        "for the pod's whole life, use sidecars: (the service places it) or initContainers: "
+        "with restartPolicy: Always",
+    },
+    "sidecars": {
+        "restartPolicy": "the placement owns it: --native-sidecars makes each sidecar an init "
+        "container with restartPolicy: Always, or a regular container",
+        "resizePolicy": "Kubernetes refuses it on init containers, where a native sidecar "
+        "goes; a sidecar must fit both placements (move it to containers:)",
+    },
+    "initContainers": {
+        "resizePolicy": "Kubernetes refuses it on init containers",
+    },
+}
+"""Container fields that one place in a pod spec refuses: the error says why."""
+RESTARTABLE_ONLY = ("lifecycle", "livenessProbe", "readinessProbe", "startupProbe")
+"""Fields an init container takes only with restartPolicy: Always."""
+
+
+def _check_placements(body: Obj, problems: list[Problem]) -> None:
+    """What the API server would refuse about where each container goes, said at load time
+    (and for `sidecars`, in both placements)."""
+    for key, refused in PLACEMENT_FIELDS.items():
+        for index, entry in enumerate(body.get(key, [])):
+            if not isinstance(entry, dict):
+                continue
+            problems += [
+                ((key, index, name), f"may not be set: {why}")
+                for name, why in refused.items()
+                if name in entry
+            ]
+            if key != "initContainers":
+                continue
+            policy = entry.get("restartPolicy")
+            if policy not in (None, "Always"):
+                problems.append(
+                    (
+                        (key, index, "restartPolicy"),
+                        "may only be Always (a native sidecar) or left out",
+                    )
+                )
+            elif policy is None:
+                problems += [
+                    ((key, index, name), "may only be set on an init container with "
+                     "restartPolicy: Always (a native sidecar)")
+                    for name in RESTARTABLE_ONLY
+                    if name in entry
+                ]  # fmt: skip
 
 
 def _named_entries(

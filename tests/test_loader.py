@@ -121,7 +121,7 @@ def test_broken_templates_are_reported_precisely(text: str, expected: str) -> No
 
 
 def test_all_errors_of_a_file_are_collected() -> None:
-    errors = load_one("sidecars: []\nlabels: {a: 1}\ncontainers:\n  - name: A\n")
+    errors = load_one("sidekicks: []\nlabels: {a: 1}\ncontainers:\n  - name: A\n")
     assert len(errors) == 3, errors
 
 

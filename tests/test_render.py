@@ -204,6 +204,7 @@ def test_the_prebound_path_renders_like_the_full_tree(name: str, namespace: str,
         assert compiled.render(view, {})._asdict() == {
             "containers": full.get("containers", []),
             "init_containers": full.get("initContainers", []),
+            "sidecars": full.get("sidecars", []),
             "volumes": full.get("volumes", []),
             "volume_mounts": full.get("volumeMounts", []),
             "env": full.get("env", []),

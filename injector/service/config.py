@@ -42,6 +42,7 @@ class Config:
     default_templates: tuple[str, ...]
     profiles: Mapping[str, tuple[str, ...]]
     exclude_namespaces: frozenset[str]
+    native_sidecars: bool
     on_error: OnError
     max_body_bytes: int
     log_level: LogLevel
@@ -53,7 +54,11 @@ class Config:
     @property
     def settings(self) -> Settings:
         return Settings(
-            self.annotation_prefix, self.default_templates, self.exclude_namespaces, self.profiles
+            self.annotation_prefix,
+            self.default_templates,
+            self.exclude_namespaces,
+            self.profiles,
+            self.native_sidecars,
         )
 
     def summary(self) -> dict[str, object]:
@@ -69,6 +74,7 @@ class Config:
             "default_templates": list(self.default_templates),
             "profiles": {name: list(names) for name, names in self.profiles.items()},
             "exclude_namespaces": sorted(self.exclude_namespaces),
+            "native_sidecars": self.native_sidecars,
             "on_error": self.on_error,
             "max_body_bytes": self.max_body_bytes,
             "log_level": self.log_level,
@@ -265,6 +271,14 @@ FLAGS: tuple[Flag[object], ...] = (
         "NAMES",
     ),
     Flag(
+        "native-sidecars",
+        "false",
+        _bool,
+        "templates' sidecars become init containers with restartPolicy: Always (Kubernetes "
+        "1.29+, or 1.28 with the SidecarContainers feature gate); false: regular containers",
+        None,
+    ),
+    Flag(
         "on-error",
         "deny",
         _choice(OnError),
@@ -320,13 +334,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare every flag on the `serve` sub-parser; values are resolved by `load`."""
     for flag in FLAGS:
         help_text = f"{flag.help} [env {flag.env}; default: {flag.default or 'none'}]"
-        if flag.metavar is None:
+        if flag.metavar is None:  # a switch: --flag, --flag=true, --flag=false
             parser.add_argument(
                 f"--{flag.name}",
                 dest=flag.dest,
-                action="store_const",
+                nargs="?",
                 const="true",
                 default=None,
+                metavar="true|false",
                 help=help_text,
             )
         elif flag.repeated_env is not None:

@@ -31,6 +31,7 @@ def test_defaults() -> None:
         "default_templates": [],
         "profiles": {},
         "exclude_namespaces": ["kube-node-lease", "kube-public", "kube-system"],
+        "native_sidecars": False,
         "on_error": "deny",
         "max_body_bytes": 3145728,
         "log_level": "info",
@@ -48,7 +49,7 @@ def test_every_flag_has_an_environment_variable() -> None:
         + ("PROFILES" if f.name == "profile" else f.name.replace("-", "_").upper())
         for f in FLAGS
     ]
-    assert len(FLAGS) == 17
+    assert len(FLAGS) == 18
 
 
 def test_profiles_from_repeated_flags_or_one_variable() -> None:
@@ -130,6 +131,7 @@ def test_lists_and_settings() -> None:
         (["--templates-dir", ""], {}, "expected a path"),
         ([], {"SIDECAR_INJECTOR_DEV": "maybe"}, "SIDECAR_INJECTOR_DEV='maybe': expected true"),
         (["--port", "9000", "--metrics-port", "9000"], {}, "both 9000; use two ports"),
+        (["--native-sidecars=auto"], {}, "--native-sidecars='auto': expected true or false"),
     ],
 )
 def test_invalid_values_are_refused_with_a_clear_message(
@@ -151,6 +153,24 @@ def test_serve_returns_2_and_prints_one_line(
         "sidecar-injector serve: error: SIDECAR_INJECTOR_ON_ERROR='sometimes': "
         "expected one of deny, allow\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "native"),
+    [
+        ([], {}, False),
+        (["--native-sidecars"], {}, True),
+        (["--native-sidecars=true"], {}, True),
+        (["--native-sidecars", "false"], {"SIDECAR_INJECTOR_NATIVE_SIDECARS": "true"}, False),
+        ([], {"SIDECAR_INJECTOR_NATIVE_SIDECARS": "true"}, True),
+    ],
+)
+def test_native_sidecars_is_a_switch(
+    argv: list[str], environ: dict[str, str], native: bool
+) -> None:
+    config = load(parse(*argv), environ)
+    assert config.native_sidecars is native
+    assert config.settings.native_sidecars is native
 
 
 def test_dev_mode_defaults_and_what_still_wins() -> None:
