@@ -85,6 +85,10 @@ class LocalInjector:
     def apiserver(self) -> LocalApiserver:
         """A new apiserver-like client (its own connections) for this webhook."""
         release = self.release
+        # The client calls the webhook once per Pod: what the apiserver does with
+        # reinvocationPolicy Never. IfNeeded would call it again after the in-tree plugins'
+        # second run (see pods.as_stored), which the client does not model.
+        assert release.webhook["reinvocationPolicy"] == "Never"
         return LocalApiserver(
             self.service.port,
             release.service_host,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from e2e.expect import (
@@ -17,7 +19,7 @@ from e2e.expect import (
     pod_annotations,
     status,
 )
-from e2e.pods import APPS, EXCLUDED, TOKEN_PATH, bare, deployment, recreate, rich
+from e2e.pods import APPS, EXCLUDED, TOKEN_PATH, TOKEN_VOLUME, bare, deployment, recreate, rich
 from e2e.target import Target
 
 LOG_DIR = "/var/log/app"
@@ -52,7 +54,9 @@ def test_a_rich_pod_keeps_its_own_values(target: Target) -> None:
     # Template env goes to the app containers only, never to init containers or sidecars.
     for own in (app, worker):
         assert env(own)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4317"
-        assert env(own)["K8S_NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+        # The apiserver defaults the fieldRef's apiVersion after the webhook's patch.
+        node_name = {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}
+        assert env(own)["K8S_NODE_NAME"] == node_name
         assert app_mounts(own)[LOG_DIR] == "app-logs"
     for other in (migrate, container(pod, "log-shipper"), container(pod, "trace-agent")):
         assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env(other)
@@ -83,10 +87,17 @@ def test_pods_of_a_deployment_get_a_native_sidecar(target: Target) -> None:
         assert envoy["restartPolicy"] == "Always"
         assert "--concurrency=4" in envoy["args"]
         assert f"--service-node={metadata['generateName']}" in envoy["args"]
-        tokens = [v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-")]
+        tokens = [v for v in pod["spec"]["volumes"] if v["name"].startswith(TOKEN_VOLUME)]
         assert len(tokens) == 1 and "projected" in tokens[0]
-        assert TOKEN_PATH in {m["mountPath"] for m in container(pod, "app")["volumeMounts"]}
-        assert TOKEN_PATH not in {m["mountPath"] for m in envoy["volumeMounts"]}
+        # The webhook adds no token mount of its own; the apiserver's ServiceAccount plugin,
+        # run again because the webhook changed the Pod, mounts the one token volume into the
+        # injected container too.
+        token_mount = {"name": tokens[0]["name"], "mountPath": TOKEN_PATH, "readOnly": True}
+        for entry in (container(pod, "app"), envoy):
+            assert [m for m in entry["volumeMounts"] if m["mountPath"] == TOKEN_PATH] == [
+                token_mount
+            ]
+        assert admission.patch is None or TOKEN_PATH not in json.dumps(admission.patch)
         assert injected(admission) == ["envoy-proxy"]
 
 
