@@ -20,7 +20,7 @@ from e2e.expect import (
     status,
 )
 from e2e.pods import APPS, EXCLUDED, TOKEN_PATH, TOKEN_VOLUME, bare, deployment, recreate, rich
-from e2e.target import Target
+from e2e.target import Target, require_native_sidecars
 
 LOG_DIR = "/var/log/app"
 
@@ -74,6 +74,7 @@ def test_a_rich_pod_keeps_its_own_values(target: Target) -> None:
 
 def test_pods_of_a_deployment_get_a_native_sidecar(target: Target) -> None:
     """generateName, ownerReferences and the token volume as the apiserver adds it."""
+    require_native_sidecars(target)
     manifest = deployment("checkout", "envoy-proxy", params={"envoy-proxy.concurrency": "4"})
     admissions = target.apiserver.create_deployment(manifest, APPS)
     assert len(admissions) == 2
@@ -102,6 +103,7 @@ def test_pods_of_a_deployment_get_a_native_sidecar(target: Target) -> None:
 
 
 def test_a_native_sidecar_starts_before_the_pods_init_containers(target: Target) -> None:
+    require_native_sidecars(target)
     pod = target.apiserver.admit(rich("native", "envoy-proxy"), APPS).stored
     assert names(pod, "initContainers") == ["envoy-proxy", "migrate"]
     envoy = container(pod, "envoy-proxy", "initContainers")
@@ -113,6 +115,7 @@ def test_a_native_sidecar_starts_before_the_pods_init_containers(target: Target)
 
 
 def test_several_templates_in_the_order_asked(target: Target) -> None:
+    require_native_sidecars(target)
     inject = "trace-agent,log-shipper,envoy-proxy,e2e-env"
     admission = target.apiserver.admit(bare("several", inject), APPS)
     pod = admission.stored
@@ -136,6 +139,7 @@ def test_true_asks_for_the_default_templates(target: Target) -> None:
 
 
 def test_parameter_overrides(target: Target) -> None:
+    require_native_sidecars(target)
     params = {
         "log-shipper.logLevel": "debug",
         "log-shipper.memory": "64Mi",
@@ -227,6 +231,7 @@ def test_a_dry_run_is_answered_like_a_creation(target: Target) -> None:
 
 def test_an_injected_pod_reviewed_again_gets_no_patch(target: Target) -> None:
     """reinvocationPolicy IfNeeded, or a pod copied with its status annotation."""
+    require_native_sidecars(target)
     first = target.apiserver.admit(bare("first", "log-shipper,envoy-proxy"), APPS)
     again = target.apiserver.admit(recreate(first.stored, "again"), APPS)
     assert_untouched(again)
