@@ -269,15 +269,34 @@ class Cluster:
         assert result.returncode == 0 or "not found" in result.stderr, result.stderr
 
     def uninstall(self) -> None:
-        """Leave the cluster as found: the release and the namespaces removed, and gone before
-        the next run (only a controller-manager's namespace controller finishes a deletion)."""
+        """Leave the cluster as found: the release and the namespaces removed and gone, so the
+        next run need not wait for them."""
         self.uninstall_release()
         namespaces = (APPS, EXCLUDED, NAMESPACE)
         for name in namespaces:
             self.kubectl.run("delete", "namespace", name, "--wait=false", check=False)
-        if self.controllers:
+        if not self.controllers:
+            kinds = self.kubectl.run(
+                "api-resources", "--namespaced", "--verbs=list,delete", "--output=name"
+            ).stdout.split()
             for name in namespaces:
-                self.wait_gone("namespace", name)
+                self.finish_namespace_deletion(name, kinds)
+        for name in namespaces:
+            self.wait_gone("namespace", name)
+
+    def finish_namespace_deletion(self, name: str, kinds: list[str]) -> None:
+        """What the namespace controller does, for a bare apiserver that has none (its deleted
+        namespaces would stay Terminating): delete everything in it, then its finalizer."""
+        found = self.kubectl.run("get", "namespace", name, "--output=json", check=False)
+        if found.returncode != 0:
+            return
+        self.kubectl.run(
+            "delete", ",".join(kinds), "--all", f"--namespace={name}", "--ignore-not-found"
+        )
+        namespace = json.loads(found.stdout)
+        namespace["spec"]["finalizers"] = []
+        finalize = f"/api/v1/namespaces/{name}/finalize"
+        self.kubectl.run("replace", "--raw", finalize, "--filename=-", input=json.dumps(namespace))
 
 
 class ClusterApiserver:
