@@ -3,7 +3,9 @@
 Like the apiserver it trusts only the webhook configuration's caBundle and verifies the
 server's certificate for `<service>.<namespace>.svc`, keeps connections alive, sends
 AdmissionReview v1 with `?timeout=` and a client timeout of the configuration's
-timeoutSeconds, and applies the returned JSON Patch to the Pod before validating it.
+timeoutSeconds, and applies the returned JSON Patch to the Pod, then defaults it and runs the
+in-tree admission plugins again (as the apiserver does after a webhook's change) before
+validating it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import jsonpatch
 import orjson
 from cryptography import x509
 
-from e2e.pods import Obj, as_admitted, replicaset_pod
+from e2e.pods import Obj, as_admitted, as_stored, replicaset_pod
 from e2e.target import Admission
 from injector.service.sample import REPLICASET_CONTROLLER
 from tests.k8s import assert_valid
@@ -74,6 +76,9 @@ def review(
 class LocalApiserver:
     """Calls one webhook endpoint as the apiserver would; one keep-alive client."""
 
+    native_sidecars = True
+    """Like Kubernetes 1.29+ (and 1.28 with the SidecarContainers feature gate)."""
+
     def __init__(self, port: int, host: str, path: str, timeout: int, ca_bundle: bytes) -> None:
         self.url = f"https://127.0.0.1:{port}{path}"
         self.host = host
@@ -121,9 +126,9 @@ class LocalApiserver:
         assert response["patchType"] == "JSONPatch"
         ops: list[Obj] = orjson.loads(base64.b64decode(response["patch"]))
         assert {op["op"] for op in ops} == {"add"}, "the webhook only ever adds"
-        patched: Obj = jsonpatch.apply_patch(submitted, ops)
-        assert_valid(patched)
-        return Admission(submitted, True, patched, warnings=warnings, patch=ops)
+        stored = as_stored(submitted, jsonpatch.apply_patch(submitted, ops))
+        assert_valid(stored)
+        return Admission(submitted, True, stored, warnings=warnings, patch=ops)
 
     def create_deployment(self, deployment: Obj, namespace: str) -> list[Admission]:
         """What the ReplicaSet controller's Pod creations go through."""

@@ -28,14 +28,26 @@ from e2e import tools
 from e2e.chart import NAMESPACE, RELEASE, VALUES, Release
 from e2e.local import LocalInjector, started
 from e2e.metrics import Samples
-from e2e.pods import APPS, EXCLUDED, NAMESPACE_LABELS, Obj, random_suffix, replicaset_pod
+from e2e.pods import (
+    APPS,
+    EXCLUDED,
+    NAMESPACE_LABELS,
+    Obj,
+    random_suffix,
+    replicaset_pod,
+)
 from e2e.target import Admission, Target
 from tests.chart.helm import CHART_DIR, Helm, only
 from tests.k8s import assert_valid
 
 INSTALL_TIMEOUT = "5m"
 HELM_TIMEOUT = 600.0
-NAMESPACE_GONE_TIMEOUT = "120s"
+NAMESPACE_GONE_TIMEOUT = 120.0
+CONTROLLER_PROBE_TIMEOUT = 20.0
+"""How long a Deployment may take to get its ReplicaSet. The controller-manager takes well under
+a second; a bare apiserver never does, and this is what finding that out costs."""
+SERVICE_ACCOUNT_TIMEOUT = 60.0
+"""The controller-manager's ServiceAccount controller creates `default` in a new namespace."""
 CA_INJECTION_TIMEOUT = 120.0
 POD_TIMEOUT = 120.0
 CERT_RENEWAL_TIMEOUT = 120.0
@@ -111,6 +123,10 @@ class Cluster:
     kubectl: Kubectl
     helm: Helm
     release: Release
+    controllers: bool = False
+    """Whether a controller-manager runs: found out, not assumed (see `probe_controllers`)."""
+    native_sidecars: bool = False
+    """Whether the apiserver keeps init containers' `restartPolicy: Always`."""
 
     def helm_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """helm against the cluster; `--wait`s are bounded by their own --timeout."""
@@ -139,17 +155,10 @@ class Cluster:
         self.helm_run(*args)
 
     def create_namespaces(self) -> None:
-        """The test namespaces, labelled for the namespaceSelector, each with the `default`
-        ServiceAccount (a bare apiserver has no controller to create it)."""
+        """The test namespaces, labelled for the namespaceSelector."""
         for name in (APPS, EXCLUDED):
             # A previous run's namespace may still be terminating.
-            wait = [
-                "wait",
-                "--for=delete",
-                f"namespace/{name}",
-                f"--timeout={NAMESPACE_GONE_TIMEOUT}",
-            ]
-            self.kubectl.run(*wait, check=False, timeout=150)
+            self.wait_gone("namespace", name)
             self.kubectl.apply(
                 {
                     "apiVersion": "v1",
@@ -157,9 +166,89 @@ class Cluster:
                     "metadata": {"name": name, "labels": NAMESPACE_LABELS},
                 }
             )
-            found = self.kubectl.run("get", "serviceaccount", "default", "-n", name, check=False)
-            if found.returncode != 0:
-                self.kubectl.run("create", "serviceaccount", "default", "-n", name)
+
+    def probe_controllers(self) -> bool:
+        """Whether a controller-manager runs: a Deployment of no replicas gets a ReplicaSet.
+        Run before the release is installed (its Pod template does not opt in anyway)."""
+        labels = {"app.kubernetes.io/name": "e2e-controller-probe"}
+        probe: Obj = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": f"e2e-controller-probe-{random_suffix()}", "namespace": APPS},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]},
+                },
+            },
+        }
+        created = self.kubectl.run(
+            "create", "--filename=-", "--output=json", input=json.dumps(probe)
+        )
+        uid = json.loads(created.stdout)["metadata"]["uid"]
+        try:
+            deadline = time.monotonic() + CONTROLLER_PROBE_TIMEOUT
+            while not owned_by(self.kubectl.get("replicasets", f"--namespace={APPS}"), uid):
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.25)
+            return True
+        finally:
+            name = probe["metadata"]["name"]
+            self.kubectl.run("delete", "deployment", name, f"--namespace={APPS}", check=False)
+
+    def ensure_service_accounts(self) -> None:
+        """Pods need their namespace's `default` ServiceAccount (the ServiceAccount admission
+        plugin refuses them without). Its controller creates it shortly after the namespace;
+        on a bare apiserver the suite creates it."""
+        for name in (APPS, EXCLUDED):
+            if not self.controllers:
+                found = self.kubectl.run(
+                    "get", "serviceaccount", "default", "-n", name, check=False
+                )
+                if found.returncode != 0:
+                    self.kubectl.run("create", "serviceaccount", "default", "-n", name)
+                continue
+            deadline = time.monotonic() + SERVICE_ACCOUNT_TIMEOUT
+            while self.kubectl.run(
+                "get", "serviceaccount", "default", "-n", name, check=False
+            ).returncode:
+                assert time.monotonic() < deadline, f"no ServiceAccount default in {name}"
+                time.sleep(0.25)
+
+    def probe_native_sidecars(self) -> bool:
+        """Whether the apiserver keeps an init container's `restartPolicy: Always`: on by default
+        from Kubernetes 1.29, behind the SidecarContainers feature gate in 1.28. Without it the
+        field is dropped (or unknown, before 1.28) and Pods with an injected native sidecar are
+        invalid or lose it. A server-side dry run, before the release is installed."""
+        probe: Obj = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "e2e-native-sidecar-probe", "namespace": APPS},
+            "spec": {
+                "initContainers": [
+                    {"name": "sidecar", "image": "busybox:1.36.1", "restartPolicy": "Always"}
+                ],
+                "containers": [{"name": "app", "image": "nginx:1.27"}],
+            },
+        }
+        args = ["create", "--filename=-", "--output=json", "--dry-run=server"]
+        result = self.kubectl.run(*args, input=json.dumps(probe), check=False)
+        if result.returncode != 0:
+            assert "restartPolicy" in result.stderr, f"probe Pod refused:\n{result.stderr}"
+            return False
+        stored = json.loads(result.stdout)
+        return bool(stored["spec"]["initContainers"][0].get("restartPolicy") == "Always")
+
+    def wait_gone(self, kind: str, name: str) -> None:
+        """Until the object is deleted, at most NAMESPACE_GONE_TIMEOUT."""
+        timeout = f"--timeout={NAMESPACE_GONE_TIMEOUT:.0f}s"
+        wait = ["wait", "--for=delete", f"{kind}/{name}", timeout]
+        result = self.kubectl.run(*wait, check=False, timeout=NAMESPACE_GONE_TIMEOUT + 30)
+        gone = result.returncode == 0 or "NotFound" in result.stderr or "not found" in result.stderr
+        assert gone, f"{kind}/{name} still there after {timeout}:\n{result.stderr}"
 
     def wait_for_ca_bundle(self) -> None:
         """cert-manager's cainjector fills the webhook configuration's caBundle."""
@@ -172,20 +261,52 @@ class Cluster:
             assert time.monotonic() < deadline, "cainjector never set the caBundle"
             time.sleep(2)
 
+    def uninstall_release(self) -> None:
+        """The release, with its cluster-wide webhook configuration; nothing if not installed."""
+        result = self.helm_run(
+            "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", check=False
+        )
+        assert result.returncode == 0 or "not found" in result.stderr, result.stderr
+
     def uninstall(self) -> None:
-        for name in (APPS, EXCLUDED):
+        """Leave the cluster as found: the release and the namespaces removed and gone, so the
+        next run need not wait for them."""
+        self.uninstall_release()
+        namespaces = (APPS, EXCLUDED, NAMESPACE)
+        for name in namespaces:
             self.kubectl.run("delete", "namespace", name, "--wait=false", check=False)
-        self.helm_run("uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", check=False)
-        self.kubectl.run("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+        if not self.controllers:
+            kinds = self.kubectl.run(
+                "api-resources", "--namespaced", "--verbs=list,delete", "--output=name"
+            ).stdout.split()
+            for name in namespaces:
+                self.finish_namespace_deletion(name, kinds)
+        for name in namespaces:
+            self.wait_gone("namespace", name)
+
+    def finish_namespace_deletion(self, name: str, kinds: list[str]) -> None:
+        """What the namespace controller does, for a bare apiserver that has none (its deleted
+        namespaces would stay Terminating): delete everything in it, then its finalizer."""
+        found = self.kubectl.run("get", "namespace", name, "--output=json", check=False)
+        if found.returncode != 0:
+            return
+        self.kubectl.run(
+            "delete", ",".join(kinds), "--all", f"--namespace={name}", "--ignore-not-found"
+        )
+        namespace = json.loads(found.stdout)
+        namespace["spec"]["finalizers"] = []
+        finalize = f"/api/v1/namespaces/{name}/finalize"
+        self.kubectl.run("replace", "--raw", finalize, "--filename=-", input=json.dumps(namespace))
 
 
 class ClusterApiserver:
     """Creates Pods with kubectl: the apiserver runs the whole admission chain."""
 
-    def __init__(self, kubectl: Kubectl, controllers: bool) -> None:
+    def __init__(self, kubectl: Kubectl, controllers: bool, native_sidecars: bool) -> None:
         self.kubectl = kubectl
         self.controllers = controllers
         """False on a bare apiserver: no ReplicaSet controller, Pods are created as it would."""
+        self.native_sidecars = native_sidecars
         self.run_id = random_suffix()
         self.counter = itertools.count()
 
@@ -225,22 +346,75 @@ class ClusterApiserver:
         deployment = copy.deepcopy(deployment)
         name = deployment["metadata"]["name"] = self.unique(deployment["metadata"]["name"])
         deployment["metadata"]["namespace"] = namespace
-        self.kubectl.apply(deployment)
-        pods = self._wait_for_pods(name, namespace, deployment["spec"]["replicas"])
-        return [Admission(replicaset_pod(deployment), True, pod) for pod in pods]
+        args = ["create", "--filename=-", "--output=json", f"--namespace={namespace}"]
+        created = json.loads(self.kubectl.run(*args, input=json.dumps(deployment)).stdout)
+        replicaset = self._wait_for_replicaset(name, namespace, created["metadata"]["uid"])
+        count: int = deployment["spec"]["replicas"]
+        pods = self._wait_for_pods(replicaset, namespace, count)
+        return [Admission(created_by(replicaset), True, pod) for pod in pods]
 
-    def _wait_for_pods(self, deployment: str, namespace: str, count: int) -> list[Obj]:
+    def _wait_for_replicaset(self, deployment: str, namespace: str, uid: str) -> Obj:
+        """The ReplicaSet the Deployment controller created for the Deployment `uid`."""
         deadline = time.monotonic() + POD_TIMEOUT
         while True:
-            pods = [
-                pod
-                for pod in self.kubectl.get("pods", "-n", namespace)["items"]
-                if pod["metadata"].get("generateName", "").startswith(f"{deployment}-")
-            ]
+            found = owned_by(self.kubectl.get("replicasets", f"--namespace={namespace}"), uid)
+            if found:
+                assert len(found) == 1, f"{deployment}: {len(found)} ReplicaSets"
+                return found[0]
+            assert time.monotonic() < deadline, f"{deployment} got no ReplicaSet"
+            time.sleep(0.5)
+
+    def _wait_for_pods(self, replicaset: Obj, namespace: str, count: int) -> list[Obj]:
+        """The Pods the ReplicaSet controller created (each through the webhook) for it."""
+        metadata = replicaset["metadata"]
+        deadline = time.monotonic() + POD_TIMEOUT
+        while True:
+            pods = owned_by(self.kubectl.get("pods", f"--namespace={namespace}"), metadata["uid"])
             if len(pods) >= count:
                 return pods[:count]
-            assert time.monotonic() < deadline, f"{deployment} created {len(pods)} Pods"
-            time.sleep(2)
+            if time.monotonic() >= deadline:
+                # Why the controller could not create them (a denial, an unreachable webhook).
+                events = self.kubectl.run(
+                    "get", "events", f"--namespace={namespace}",
+                    f"--field-selector=involvedObject.name={metadata['name']}",
+                    check=False,
+                )  # fmt: skip
+                raise AssertionError(
+                    f"{metadata['name']} created {len(pods)} of {count} Pods:\n{events.stdout}"
+                )
+            time.sleep(0.5)
+
+
+def owned_by(listing: Obj, uid: str) -> list[Obj]:
+    """The items of a `kubectl get` list whose controller is the object `uid`."""
+    return [
+        item
+        for item in listing["items"]
+        if any(
+            ref["uid"] == uid and ref.get("controller")
+            for ref in item["metadata"].get("ownerReferences", [])
+        )
+    ]
+
+
+def created_by(replicaset: Obj) -> Obj:
+    """The Pod the ReplicaSet controller submits for `replicaset`, before admission."""
+    template = copy.deepcopy(replicaset["spec"]["template"])
+    metadata = template["metadata"]
+    replicaset_metadata = replicaset["metadata"]
+    metadata["generateName"] = f"{replicaset_metadata['name']}-"
+    metadata["namespace"] = replicaset_metadata["namespace"]
+    metadata["ownerReferences"] = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": replicaset_metadata["name"],
+            "uid": replicaset_metadata["uid"],
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}
 
 
 class InClusterWebhook:
@@ -348,11 +522,15 @@ def external_values(release: Release, port: int, ca_bundle: bytes) -> dict[str, 
 
 @contextmanager
 def connect(config: ClusterConfig, helm: Helm, release: Release) -> Iterator[Cluster]:
-    """The cluster with its test namespaces; they and the release are removed afterwards."""
+    """The cluster with its test namespaces and what it can do; they and the release are
+    removed afterwards."""
     kubectl = Kubectl(tools.kubectl(), config.kubeconfig)
     found = Cluster(config, kubectl, helm, release)
-    found.create_namespaces()
     try:
+        found.create_namespaces()
+        found.controllers = found.probe_controllers()
+        found.ensure_service_accounts()
+        found.native_sidecars = found.probe_native_sidecars()
         yield found
     finally:
         if not config.keep:
@@ -368,11 +546,14 @@ def install_target(found: Cluster, root: Path) -> Iterator[Target]:
                 started(found.release, root / "injector", extra_names=[EXTERNAL_HOST])
             )
             values = external_values(found.release, injector.service.port, injector.ca.bundle)
+            if not found.config.keep:
+                # Before the process stops: the webhook configuration must not outlive it.
+                stack.callback(found.uninstall_release)
             found.install(values, root, wait=False)
             webhook: LocalInjector | InClusterWebhook = injector
         else:
             found.install(image_values(found.config.image), root, wait=True)
             found.wait_for_ca_bundle()
             webhook = InClusterWebhook(found.kubectl, found.release)
-        apiserver = ClusterApiserver(found.kubectl, controllers=not found.config.external)
+        apiserver = ClusterApiserver(found.kubectl, found.controllers, found.native_sidecars)
         yield Target("cluster", apiserver, webhook)

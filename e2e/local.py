@@ -27,7 +27,8 @@ from tests.service.support import KubeletVolume
 LOCAL_FLAGS = {"--host": "127.0.0.1", "--port": "0", "--metrics-port": "0"}
 PATH_FLAGS = frozenset({"--templates-dir", "--tls-cert", "--tls-key"})
 RELOAD_BOUND = 3.0
-"""DESIGN.md: a swapped `..data` is live within 2 s; 1 s more for a busy 2-core machine."""
+"""The service makes a swapped `..data` live within 2 s (README); 1 s more for a busy 2-core
+machine."""
 
 
 def local_args(release: Release, mounts: Mapping[str, Path]) -> list[str]:
@@ -85,6 +86,10 @@ class LocalInjector:
     def apiserver(self) -> LocalApiserver:
         """A new apiserver-like client (its own connections) for this webhook."""
         release = self.release
+        # The client calls the webhook once per Pod: what the apiserver does with
+        # reinvocationPolicy Never. IfNeeded would call it again after the in-tree plugins'
+        # second run (see pods.as_stored), which the client does not model.
+        assert release.webhook["reinvocationPolicy"] == "Never"
         return LocalApiserver(
             self.service.port,
             release.service_host,

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+import pytest
+
 from e2e.metrics import Samples
 from e2e.pods import Obj
 
@@ -39,6 +41,10 @@ class Admission:
 
 class Apiserver(Protocol):
     """Creates Pods through the admission chain, as the kube-apiserver does."""
+
+    native_sidecars: bool
+    """Whether init containers keep `restartPolicy: Always` (Kubernetes 1.29+, or 1.28 with the
+    SidecarContainers feature gate): the envoy-proxy template injects a native sidecar."""
 
     def admit(self, pod: Obj, namespace: str, *, dry_run: bool = False) -> Admission:
         """Create `pod` in `namespace` (only validated and admitted with `dry_run`)."""
@@ -82,3 +88,14 @@ class Target:
     mode: Mode
     apiserver: Apiserver
     webhook: Webhook
+
+
+def require_native_sidecars(target: Target) -> None:
+    """Skip a scenario that injects envoy-proxy where the apiserver has no native sidecars:
+    it drops the init container's restartPolicy and refuses the Pod (a startupProbe is only
+    allowed on a sidecar)."""
+    if not target.apiserver.native_sidecars:
+        pytest.skip(
+            "the cluster's apiserver has no native sidecars (Kubernetes 1.28: start "
+            "kube-apiserver with --feature-gates=SidecarContainers=true)"
+        )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from e2e.expect import (
@@ -17,8 +19,8 @@ from e2e.expect import (
     pod_annotations,
     status,
 )
-from e2e.pods import APPS, EXCLUDED, TOKEN_PATH, bare, deployment, recreate, rich
-from e2e.target import Target
+from e2e.pods import APPS, EXCLUDED, TOKEN_PATH, TOKEN_VOLUME, bare, deployment, recreate, rich
+from e2e.target import Target, require_native_sidecars
 
 LOG_DIR = "/var/log/app"
 
@@ -52,7 +54,9 @@ def test_a_rich_pod_keeps_its_own_values(target: Target) -> None:
     # Template env goes to the app containers only, never to init containers or sidecars.
     for own in (app, worker):
         assert env(own)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4317"
-        assert env(own)["K8S_NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+        # The apiserver defaults the fieldRef's apiVersion after the webhook's patch.
+        node_name = {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}
+        assert env(own)["K8S_NODE_NAME"] == node_name
         assert app_mounts(own)[LOG_DIR] == "app-logs"
     for other in (migrate, container(pod, "log-shipper"), container(pod, "trace-agent")):
         assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env(other)
@@ -70,6 +74,7 @@ def test_a_rich_pod_keeps_its_own_values(target: Target) -> None:
 
 def test_pods_of_a_deployment_get_a_native_sidecar(target: Target) -> None:
     """generateName, ownerReferences and the token volume as the apiserver adds it."""
+    require_native_sidecars(target)
     manifest = deployment("checkout", "envoy-proxy", params={"envoy-proxy.concurrency": "4"})
     admissions = target.apiserver.create_deployment(manifest, APPS)
     assert len(admissions) == 2
@@ -83,14 +88,22 @@ def test_pods_of_a_deployment_get_a_native_sidecar(target: Target) -> None:
         assert envoy["restartPolicy"] == "Always"
         assert "--concurrency=4" in envoy["args"]
         assert f"--service-node={metadata['generateName']}" in envoy["args"]
-        tokens = [v for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-")]
+        tokens = [v for v in pod["spec"]["volumes"] if v["name"].startswith(TOKEN_VOLUME)]
         assert len(tokens) == 1 and "projected" in tokens[0]
-        assert TOKEN_PATH in {m["mountPath"] for m in container(pod, "app")["volumeMounts"]}
-        assert TOKEN_PATH not in {m["mountPath"] for m in envoy["volumeMounts"]}
+        # The webhook adds no token mount of its own; the apiserver's ServiceAccount plugin,
+        # run again because the webhook changed the Pod, mounts the one token volume into the
+        # injected container too.
+        token_mount = {"name": tokens[0]["name"], "mountPath": TOKEN_PATH, "readOnly": True}
+        for entry in (container(pod, "app"), envoy):
+            assert [m for m in entry["volumeMounts"] if m["mountPath"] == TOKEN_PATH] == [
+                token_mount
+            ]
+        assert admission.patch is None or TOKEN_PATH not in json.dumps(admission.patch)
         assert injected(admission) == ["envoy-proxy"]
 
 
 def test_a_native_sidecar_starts_before_the_pods_init_containers(target: Target) -> None:
+    require_native_sidecars(target)
     pod = target.apiserver.admit(rich("native", "envoy-proxy"), APPS).stored
     assert names(pod, "initContainers") == ["envoy-proxy", "migrate"]
     envoy = container(pod, "envoy-proxy", "initContainers")
@@ -102,6 +115,7 @@ def test_a_native_sidecar_starts_before_the_pods_init_containers(target: Target)
 
 
 def test_several_templates_in_the_order_asked(target: Target) -> None:
+    require_native_sidecars(target)
     inject = "trace-agent,log-shipper,envoy-proxy,e2e-env"
     admission = target.apiserver.admit(bare("several", inject), APPS)
     pod = admission.stored
@@ -125,6 +139,7 @@ def test_true_asks_for_the_default_templates(target: Target) -> None:
 
 
 def test_parameter_overrides(target: Target) -> None:
+    require_native_sidecars(target)
     params = {
         "log-shipper.logLevel": "debug",
         "log-shipper.memory": "64Mi",
@@ -216,6 +231,7 @@ def test_a_dry_run_is_answered_like_a_creation(target: Target) -> None:
 
 def test_an_injected_pod_reviewed_again_gets_no_patch(target: Target) -> None:
     """reinvocationPolicy IfNeeded, or a pod copied with its status annotation."""
+    require_native_sidecars(target)
     first = target.apiserver.admit(bare("first", "log-shipper,envoy-proxy"), APPS)
     again = target.apiserver.admit(recreate(first.stored, "again"), APPS)
     assert_untouched(again)

@@ -1,10 +1,15 @@
-"""What only a real cluster shows (cert-manager's caBundle injection, `helm test`), and offline
-checks that what cluster mode installs is what the chart accepts."""
+"""What only a real cluster shows (cert-manager's caBundle injection, `helm test`, that local mode's
+apiserver stores what a real one stores), and offline checks that what cluster mode installs is
+what the chart accepts."""
 
 from __future__ import annotations
 
 import base64
+import copy
+import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +17,9 @@ from e2e.chart import INJECT_CA_FROM, NAMESPACE, RELEASE, Release, render
 from e2e.cluster import Cluster, ClusterConfig, external_values, image_values
 from e2e.local import LocalInjector
 from e2e.pki import CAIssuer
-from e2e.target import Target
+from e2e.pods import APPS, TOKEN_VOLUME, Obj, bare, deployment, rich
+from e2e.target import Admission, Target
+from injector.service.sample import REPLICASET_CONTROLLER
 from tests.chart.helm import Helm, only
 
 
@@ -28,6 +35,77 @@ def test_the_webhook_configuration_trusts_the_ca(cluster: Cluster, cluster_targe
         data = cluster.kubectl.get("secret", secret, f"--namespace={NAMESPACE}")["data"]
         expected = base64.b64decode(data["ca.crt"])
     assert bundles == {expected}
+
+
+def test_the_local_apiserver_stores_what_the_real_one_stores(
+    local: LocalInjector, cluster_target: Target
+) -> None:
+    """Local mode's apiserver-like client defaults and admits Pods as the real apiserver does:
+    the same Pods, injected or not, are stored alike by both (up to server-set metadata and
+    random names), Deployment Pods included."""
+    pods = [
+        bare("same-bare"),
+        rich("same-rich", "log-shipper,trace-agent"),
+        bare("same-several", "trace-agent,log-shipper,e2e-env", {"e2e-env.region": "us"}),
+        bare("same-absent", None),
+    ]
+    if cluster_target.apiserver.native_sidecars:
+        pods.append(rich("same-native", "envoy-proxy"))
+    apiserver = local.apiserver()
+    try:
+        for pod in pods:
+            real = cluster_target.apiserver.admit(pod, APPS)
+            assert_stored_alike(apiserver.admit(real.submitted, APPS), real)
+        for real in cluster_target.apiserver.create_deployment(
+            deployment("same", "trace-agent"), APPS
+        ):
+            here = apiserver.admit(real.submitted, APPS, user=REPLICASET_CONTROLLER)
+            assert_stored_alike(here, real)
+    finally:
+        apiserver.close()
+
+
+def assert_stored_alike(local: Admission, real: Admission) -> None:
+    found = differences(comparable(local.stored), comparable(real.stored))
+    assert not found, "local vs real apiserver:\n" + "\n".join(found)
+
+
+def comparable(pod: Obj) -> Obj:
+    """Without what only a real apiserver sets (uid, timestamps, status, a generated name) and
+    with the token volume's random name made constant."""
+    pod = copy.deepcopy(pod)
+    pod.pop("status", None)
+    metadata = pod["metadata"]
+    for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields"):
+        metadata.pop(key, None)
+    if "generateName" in metadata:
+        metadata.pop("name", None)
+    text = re.sub(f"{TOKEN_VOLUME}[a-z0-9]+", f"{TOKEN_VOLUME}<random>", json.dumps(pod))
+    found: Obj = json.loads(text)
+    return found
+
+
+def differences(local: Any, real: Any, path: str = "") -> list[str]:
+    """One line per differing path, for a readable failure."""
+    if isinstance(local, dict) and isinstance(real, dict):
+        found = []
+        for key in sorted(set(local) | set(real)):
+            if key not in real:
+                found.append(f"{path}/{key}: only local: {json.dumps(local[key])}")
+            elif key not in local:
+                found.append(f"{path}/{key}: only real: {json.dumps(real[key])}")
+            else:
+                found += differences(local[key], real[key], f"{path}/{key}")
+        return found
+    if isinstance(local, list) and isinstance(real, list) and len(local) == len(real):
+        return [
+            d
+            for i, pair in enumerate(zip(local, real, strict=True))
+            for d in differences(*pair, f"{path}/{i}")
+        ]
+    if local != real:
+        return [f"{path}: local {json.dumps(local)}, real {json.dumps(real)}"]
+    return []
 
 
 def test_helm_test_passes(cluster: Cluster, cluster_target: Target) -> None:

@@ -14,7 +14,7 @@ from e2e.expect import status
 from e2e.local import LocalInjector
 from e2e.metrics import Samples, labels
 from e2e.pods import APPS, EXCLUDED, Obj, as_admitted, bare, recreate
-from e2e.target import Admission, Target
+from e2e.target import Admission, Target, require_native_sidecars
 
 REQUESTS = "sidecar_injector_admission_requests_total"
 INJECTIONS = "sidecar_injector_injections_total"
@@ -69,6 +69,7 @@ def admit(target: Target, case: Case) -> Admission:
 
 
 def test_admission_metrics_count_exactly_what_happened(target: Target) -> None:
+    require_native_sidecars(target)  # m-dry injects envoy-proxy
     before = target.webhook.metrics()
     first, *_ = [admit(target, case) for case in CASES]
     again = Case(recreate(first.stored, "m-again"), "skipped", "already_injected")
