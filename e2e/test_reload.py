@@ -96,7 +96,7 @@ def test_a_broken_edit_keeps_the_last_good_version_until_fixed(
     # One edit breaks log-shipper (an unknown key) and changes trace-agent.
     broken = {
         **original,
-        SHIPPER: original[SHIPPER] + "sidecars: []\n",
+        SHIPPER: original[SHIPPER] + "sidekicks: []\n",
         "trace-agent.yaml": replaced(original["trace-agent.yaml"], "0.110.0", "0.111.0"),
     }
     webhook.edit_templates(broken)
@@ -106,7 +106,7 @@ def test_a_broken_edit_keeps_the_last_good_version_until_fixed(
         "the load error shown in /debug/templates",
     )
     for replica in webhook.debug_templates():
-        assert any(SHIPPER in e and "sidecars" in e for e in replica["errors"]["log-shipper"])
+        assert any(SHIPPER in e and "sidekicks" in e for e in replica["errors"]["log-shipper"])
         shipper = next(t for t in replica["templates"] if t["name"] == "log-shipper")
         assert (shipper["digest"], shipper["stale"]) == (good["log-shipper"], True)
     assert served(target)["trace-agent"] != good["trace-agent"]
