@@ -30,8 +30,9 @@ from e2e.local import LocalInjector, started
 from e2e.metrics import Samples
 from e2e.pods import (
     APPS,
-    EXCLUDED,
+    INJECT,
     NAMESPACE_LABELS,
+    NAMESPACES,
     Obj,
     random_suffix,
     replicaset_pod,
@@ -155,15 +156,18 @@ class Cluster:
         self.helm_run(*args)
 
     def create_namespaces(self) -> None:
-        """The test namespaces, labelled for the namespaceSelector."""
-        for name in (APPS, EXCLUDED):
+        """The test namespaces, labelled for the namespaceSelector and with their profiles."""
+        for name, profile in NAMESPACES.items():
             # A previous run's namespace may still be terminating.
             self.wait_gone("namespace", name)
+            labels = dict(NAMESPACE_LABELS)
+            if profile is not None:
+                labels[INJECT] = profile
             self.kubectl.apply(
                 {
                     "apiVersion": "v1",
                     "kind": "Namespace",
-                    "metadata": {"name": name, "labels": NAMESPACE_LABELS},
+                    "metadata": {"name": name, "labels": labels},
                 }
             )
 
@@ -203,7 +207,7 @@ class Cluster:
         """Pods need their namespace's `default` ServiceAccount (the ServiceAccount admission
         plugin refuses them without). Its controller creates it shortly after the namespace;
         on a bare apiserver the suite creates it."""
-        for name in (APPS, EXCLUDED):
+        for name in NAMESPACES:
             if not self.controllers:
                 found = self.kubectl.run(
                     "get", "serviceaccount", "default", "-n", name, check=False
@@ -272,7 +276,7 @@ class Cluster:
         """Leave the cluster as found: the release and the namespaces removed and gone, so the
         next run need not wait for them."""
         self.uninstall_release()
-        namespaces = (APPS, EXCLUDED, NAMESPACE)
+        namespaces = (*NAMESPACES, NAMESPACE)
         for name in namespaces:
             self.kubectl.run("delete", "namespace", name, "--wait=false", check=False)
         if not self.controllers:

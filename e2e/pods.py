@@ -29,7 +29,19 @@ APPS = "e2e-apps"
 EXCLUDED = "e2e-excluded"
 """A test namespace listed in config.excludeNamespaces (e2e/values.yaml)."""
 NAMESPACE_LABELS = {"e2e.sidecar-injector.io/enabled": "true"}
-"""The label webhook.namespaceSelector selects (e2e/values.yaml); both test namespaces carry it."""
+"""The label webhook.namespaceSelector selects (e2e/values.yaml); every test namespace has it."""
+PROFILE = "e2e-observability"
+"""The profile of e2e/values.yaml."""
+PROFILE_NAMESPACES = {
+    "e2e-profile": PROFILE,
+    "e2e-enabled": "enabled",
+    "e2e-disabled": "disabled",
+    "e2e-typo": "e2e-observabilty",
+}
+"""Test namespaces labeled `<prefix>/inject=<value>`: a profile, the default set, opted out,
+and a typo."""
+NAMESPACES = {APPS: None, EXCLUDED: None, **PROFILE_NAMESPACES}
+"""Every test namespace and its `<prefix>/inject` label (None: no label)."""
 
 PREFIX = "sidecar-injector.io"
 INJECT = f"{PREFIX}/inject"
@@ -118,8 +130,8 @@ def rich(name: str, inject: str, params: Params = None) -> Obj:
     }
 
 
-def deployment(name: str, inject: str, replicas: int = 2, params: Params = None) -> Obj:
-    """A Deployment whose pod template opts in."""
+def deployment(name: str, inject: str | None, replicas: int = 2, params: Params = None) -> Obj:
+    """A Deployment whose pod template opts in (`inject=None`: leaves it to the namespace)."""
     labels = {"app.kubernetes.io/name": name}
     return {
         "apiVersion": "apps/v1",
