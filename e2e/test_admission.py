@@ -114,6 +114,22 @@ def test_a_native_sidecar_starts_before_the_pods_init_containers(target: Target)
     assert labels(pod)["sidecar-injector.io/proxy"] == "envoy"
 
 
+def test_a_portable_sidecar_is_stored_where_the_service_placed_it(target: Target) -> None:
+    """e2e/values.yaml sets config.nativeSidecars: the template's `sidecars` entry becomes a
+    native sidecar, before the pod's own init containers, and the apiserver keeps it there."""
+    require_native_sidecars(target)
+    admission = target.apiserver.admit(rich("portable", "db-proxy"), APPS)
+    pod = admission.stored
+    assert names(pod, "initContainers") == ["db-proxy", "migrate"]
+    assert container(pod, "db-proxy", "initContainers")["restartPolicy"] == "Always"
+    assert names(pod) == ["app", "worker"]
+    assert status(pod)["initContainers"] == ["db-proxy"] and status(pod)["containers"] == []
+    for app in ("app", "worker"):
+        assert env(container(pod, app))["DB_HOST"] == "127.0.0.1"
+    migrate = env(container(pod, "migrate", "initContainers"))
+    assert migrate["DB_HOST"] == "postgres" and "DB_PORT" not in migrate, "app containers only"
+
+
 def test_several_templates_in_the_order_asked(target: Target) -> None:
     require_native_sidecars(target)
     inject = "trace-agent,log-shipper,envoy-proxy,e2e-env"

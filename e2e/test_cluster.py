@@ -8,10 +8,13 @@ import base64
 import copy
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from e2e.chart import INJECT_CA_FROM, NAMESPACE, RELEASE, Release, render
 from e2e.cluster import Cluster, ClusterConfig, external_values, image_values
@@ -20,7 +23,10 @@ from e2e.pki import CAIssuer
 from e2e.pods import APPS, TOKEN_VOLUME, Obj, bare, deployment, rich
 from e2e.target import Admission, Target
 from injector.service.sample import REPLICASET_CONTROLLER
-from tests.chart.helm import Helm, only
+from tests.chart.helm import REPO_ROOT, Helm, only
+
+EXAMPLES = REPO_ROOT / "examples"
+COMMAND = str(Path(sys.executable).parent / "sidecar-injector")
 
 
 def test_the_webhook_configuration_trusts_the_ca(cluster: Cluster, cluster_target: Target) -> None:
@@ -35,6 +41,34 @@ def test_the_webhook_configuration_trusts_the_ca(cluster: Cluster, cluster_targe
         data = cluster.kubectl.get("secret", secret, f"--namespace={NAMESPACE}")["data"]
         expected = base64.b64decode(data["ca.crt"])
     assert bundles == {expected}
+
+
+@pytest.mark.parametrize("native", [False, True], ids=["classic", "native"])
+def test_the_apiserver_keeps_either_placement_of_a_portable_sidecar(
+    cluster: Cluster, native: bool
+) -> None:
+    """`inject` places the example Job's db-proxy both ways; the real apiserver validates the
+    Job's pod template and stores each placement as it is (server-side dry run)."""
+    if native and not cluster.native_sidecars:
+        pytest.skip("the cluster's apiserver has no native sidecars")
+    injected = subprocess.run(
+        [COMMAND, "inject", "-f", str(EXAMPLES / "manifests" / "job.yaml"), "--templates-dir",
+         str(EXAMPLES / "templates"), f"--native-sidecars={str(native).lower()}"],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    job = yaml.safe_load(injected)
+    job["metadata"]["namespace"] = APPS
+    args = ["create", "--filename=-", "--output=json", "--dry-run=server"]
+    stored = json.loads(cluster.kubectl.run(*args, input=json.dumps(job)).stdout)
+    spec = stored["spec"]["template"]["spec"]
+    if native:
+        assert [(c["name"], c["restartPolicy"]) for c in spec["initContainers"]] == [
+            ("db-proxy", "Always")
+        ]
+        assert [c["name"] for c in spec["containers"]] == ["migrate"]
+    else:
+        assert [c["name"] for c in spec["containers"]] == ["migrate", "db-proxy"]
+        assert "initContainers" not in spec
 
 
 def test_the_local_apiserver_stores_what_the_real_one_stores(

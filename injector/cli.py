@@ -17,7 +17,13 @@ from injector.loader import LoadResult, directory_sources, file_sources, load_so
 from injector.manifests import inject_all
 from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings, route
 from injector.service.config import add_arguments as add_serve_arguments
-from injector.service.config import parse_names, parse_namespace, parse_prefix, parse_profiles
+from injector.service.config import (
+    parse_bool,
+    parse_names,
+    parse_namespace,
+    parse_prefix,
+    parse_profiles,
+)
 
 DEFAULT_TEMPLATES_DIR = "/etc/sidecar-injector/templates"
 T = TypeVar("T")
@@ -100,6 +106,16 @@ def _add_inject(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="a namespace profile, as for serve (repeatable)",
     )
     inject.add_argument(
+        "--native-sidecars",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_checked(parse_bool),
+        metavar="true|false",
+        help="place templates' sidecars as native sidecars (init containers with "
+        "restartPolicy: Always), as serve --native-sidecars does (default: false)",
+    )
+    inject.add_argument(
         "--namespace-label",
         metavar="VALUE",
         help="act as if the objects' namespace carried the label <prefix>/inject=VALUE",
@@ -154,6 +170,7 @@ def run_inject(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
         default_templates=args.default_templates,
         exclude_namespaces=DEFAULT_EXCLUDED,
         profiles=profiles,
+        native_sidecars=args.native_sidecars,
     )
     try:
         docs = list(yaml.safe_load_all(_read(args.filename)))

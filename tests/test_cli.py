@@ -124,7 +124,7 @@ def test_inject_errors_name_the_object_and_print_nothing() -> None:
     assert result.returncode == 1
     assert result.stdout == ""
     assert result.stderr == (
-        "error: Pod/typo: template 'log-shiper' not found; available: envoy-proxy, log-shipper, trace-agent\n"
+        "error: Pod/typo: template 'log-shiper' not found; available: db-proxy, envoy-proxy, log-shipper, trace-agent\n"
     )
 
 
@@ -153,7 +153,7 @@ def test_inject_usage_errors() -> None:
 def test_validate_accepts_the_examples() -> None:
     result = run("validate", str(EXAMPLES / "templates"))
     assert result.returncode == 0, result.stdout
-    assert result.stderr == "3 template(s) valid, 0 broken\n"
+    assert result.stderr == "4 template(s) valid, 0 broken\n"
 
 
 def test_validate_prints_one_line_per_problem(tmp_path: Path) -> None:
@@ -255,3 +255,52 @@ def test_inject_refuses_bad_profiles_and_namespaces() -> None:
     namespace = run(*base, "--namespace", "Shop", stdin=BARE_POD)
     assert namespace.returncode == 2
     assert "expected a namespace name" in namespace.stderr
+
+
+def test_validate_names_tenancy_and_placement_mistakes_by_line(tmp_path: Path) -> None:
+    (tmp_path / "ok.yaml").write_text("sidecars: [{name: s, image: x}]\n")
+    (tmp_path / "agent.yaml").write_text(
+        "namespaces: [Payments-*]\n"
+        "parameters:\n"
+        "  endpoint: {type: string, default: x, overridable: 'no'}\n"
+        "sidecars:\n"
+        "  - {name: agent, image: x, restartPolicy: Always}\n"
+    )
+    result = run("validate", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "agent.yaml:1: namespaces[0]: 'Payments-*' is not a namespace glob: use lower-case "
+        "letters, digits and '-' with the wildcards *, ? and [...] (e.g. payments-*)",
+        "agent.yaml:3: parameters.endpoint.overridable: must be true or false (unquoted), got 'no'",
+        "agent.yaml:5: sidecars[0].restartPolicy: may not be set: the placement owns it: "
+        "--native-sidecars makes each sidecar an init container with restartPolicy: Always, or "
+        "a regular container",
+    ]
+    assert result.stderr == "1 template(s) valid, 1 broken\n"
+
+
+def test_inject_places_sidecars_as_asked() -> None:
+    job = str(EXAMPLES / "manifests" / "job.yaml")
+    (native,) = inject("--native-sidecars", "-f", job)
+    (classic,) = inject("--native-sidecars=false", "-f", job)
+    assert native == inject("--native-sidecars=true", "-f", job)[0]
+    for manifest in (native, classic):
+        assert_valid(manifest)
+    spec = native["spec"]["template"]["spec"]
+    assert names(spec["containers"]) == ["migrate"]
+    assert [(c["name"], c["restartPolicy"]) for c in spec["initContainers"]] == [
+        ("db-proxy", "Always")
+    ]
+    spec = classic["spec"]["template"]["spec"]
+    assert names(spec["containers"]) == ["migrate", "db-proxy"]
+    assert "initContainers" not in spec
+    assert inject("-f", job) == [classic], "classic is the default"
+    bad = run(
+        "inject",
+        "--templates-dir",
+        str(EXAMPLES / "templates"),
+        "--native-sidecars=auto",
+        "-f",
+        job,
+    )
+    assert bad.returncode == 2 and "expected true or false" in bad.stderr

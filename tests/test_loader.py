@@ -73,6 +73,35 @@ def load_one(text: str, key: str = "t.yaml") -> list[str]:
             "initContainers:\n  - {name: a, image: x, restartPolicy: OnFailure}\n",
             "initContainers[0].restartPolicy: may only be Always",
         ),
+        (
+            "sidecars:\n  - name: p\n    image: x\n    restartPolicy: Always\n",
+            "t.yaml:4: sidecars[0].restartPolicy: may not be set: the placement owns it",
+        ),
+        (
+            "sidecars:\n  - name: p\n    image: x\n    resizePolicy: []\n",
+            "t.yaml:4: sidecars[0].resizePolicy: may not be set: Kubernetes refuses it on init "
+            "containers, where a native sidecar goes; a sidecar must fit both placements",
+        ),
+        (
+            "containers:\n  - {name: a, image: x, restartPolicy: Always}\n",
+            "t.yaml:2: containers[0].restartPolicy: may not be set: only init containers take a "
+            "restartPolicy: for a sidecar that runs for the pod's whole life, use sidecars:",
+        ),
+        (
+            "initContainers:\n  - name: a\n    image: x\n    startupProbe: {exec: {command: [t]}}\n",
+            "t.yaml:4: initContainers[0].startupProbe: may only be set on an init container with "
+            "restartPolicy: Always",
+        ),
+        (
+            "initContainers:\n  - {name: a, image: x, restartPolicy: Always, resizePolicy: []}\n",
+            "t.yaml:2: initContainers[0].resizePolicy: may not be set: Kubernetes refuses it on init",
+        ),
+        (
+            "containers:\n  - {name: a, image: x}\nsidecars:\n  - {name: a, image: y}\n",
+            "t.yaml:4: sidecars[0].name: duplicate container name 'a' (also at containers[0])",
+        ),
+        ("sidecars:\n  - name: p\n", "t.yaml:2: sidecars[0].image: a container needs an image"),
+        ("sidecars: {name: p}\n", "t.yaml:1: sidecars: must be a list"),
         ("volumeMounts:\n  - {name: v}\n", "t.yaml:2: volumeMounts[0].mountPath: is required"),
         ("env:\n  - {value: x}\n", "env[0].name: is required"),
         (

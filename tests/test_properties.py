@@ -75,12 +75,14 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
 def templates(draw: st.DrawFn, name: str) -> Template:
     container_names = draw(st.lists(NAMES.map(lambda n: f"{n}-{name}"), max_size=2, unique=True))
     init_names = draw(st.lists(NAMES.map(lambda n: f"init-{n}-{name}"), max_size=2, unique=True))
+    sidecar_names = draw(st.lists(NAMES.map(lambda n: f"side-{n}-{name}"), max_size=2, unique=True))
     volume_names = draw(st.lists(NAMES, max_size=2, unique=True))
     body = {
         "containers": [{"name": n, "image": "s:1"} for n in container_names],
         "initContainers": [
             {"name": n, "image": "s:1", "restartPolicy": "Always"} for n in init_names
         ],
+        "sidecars": [{"name": n, "image": "s:1"} for n in sidecar_names],
         "volumes": [{"name": n, "emptyDir": {}} for n in volume_names],
         "volumeMounts": draw(unique_by("mountPath", mounts, 2)),
         "env": draw(unique_by("name", env_vars, 3)),
@@ -100,27 +102,33 @@ def templates(draw: st.DrawFn, name: str) -> Template:
         volume_names=tuple(volume_names),
         tree=Const(body),
         defaults_bound=Const(body),
+        sidecar_names=tuple(sidecar_names),
     )
 
 
+Case = tuple[dict[str, Any], Catalog, list[str], Settings]
+
+
 @st.composite
-def cases(draw: st.DrawFn) -> tuple[dict[str, Any], Catalog, list[str]]:
+def cases(draw: st.DrawFn) -> Case:
     pod = draw(pods())
     names = draw(st.lists(st.sampled_from(["t1", "t2", "t3"]), min_size=1, max_size=3, unique=True))
     catalog = Catalog({name: draw(templates(name)) for name in names})
     pod["metadata"]["annotations"]["sidecar-injector.io/inject"] = ",".join(names)
-    return pod, catalog, names
+    return pod, catalog, names, Settings(native_sidecars=draw(st.booleans()))
 
 
 def expected_merge(
-    pod: dict[str, Any], catalog: Catalog, injected: tuple[str, ...]
+    pod: dict[str, Any], catalog: Catalog, injected: tuple[str, ...], native: bool
 ) -> dict[str, Any]:
-    """An independent, naive model of what injection must produce."""
+    """An independent, naive model of what injection must produce: sidecars follow each
+    template's containers, or (native) its init containers, as restartable init containers."""
     out = copy.deepcopy(pod)
     spec, meta = out["spec"], out["metadata"]
     bodies = [(catalog.templates[n], catalog.templates[n].tree.render(None)) for n in injected]  # type: ignore[arg-type]
     for _, body in bodies:
-        spec["containers"] = spec["containers"] + body["containers"]
+        sidecars = [] if native else body["sidecars"]
+        spec["containers"] = spec["containers"] + body["containers"] + sidecars
         spec["volumes"] = spec.get("volumes", []) + body["volumes"]
         for key in ("labels", "annotations"):
             meta[key] = (
@@ -128,7 +136,12 @@ def expected_merge(
             )
             if meta[key] is None:
                 del meta[key]
-    inits = [c for _, body in bodies for c in body["initContainers"]]
+    inits = [
+        c
+        for _, body in bodies
+        for c in body["initContainers"]
+        + ([{**s, "restartPolicy": "Always"} for s in body["sidecars"]] if native else [])
+    ]
     if inits:
         spec["initContainers"] = inits + spec.get("initContainers", [])
     secrets = spec.get("imagePullSecrets", [])
@@ -156,12 +169,10 @@ def expected_merge(
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
-def test_patches_apply_merge_add_only_and_are_idempotent(
-    case: tuple[dict[str, Any], Catalog, list[str]],
-) -> None:
-    pod, catalog, names = case
+def test_patches_apply_merge_add_only_and_are_idempotent(case: Case) -> None:
+    pod, catalog, names, settings_ = case
     original = copy.deepcopy(pod)
-    decision = decide(pod, "shop", catalog, SETTINGS)
+    decision = decide(pod, "shop", catalog, settings_)
     assert pod == original
     assert all(op["op"] == "add" for op in decision.patch)
     assert {e.reason for e in decision.errors} <= {"conflict"}
@@ -172,10 +183,19 @@ def test_patches_apply_merge_add_only_and_are_idempotent(
         return
     status = json.loads(patched["metadata"]["annotations"].pop(SETTINGS.status_key))
     assert [t["name"] for t in status["templates"]] == list(decision.injected)
-    assert patched == expected_merge(original, catalog, decision.injected)
+    native = settings_.native_sidecars
+    assert patched == expected_merge(original, catalog, decision.injected, native)
+    own = {
+        c["name"] for key in ("containers", "initContainers") for c in original["spec"].get(key, [])
+    }
+    added = {
+        key: [c["name"] for c in patched["spec"].get(key, []) if c["name"] not in own]
+        for key in ("containers", "initContainers")
+    }
+    assert {key: status[key] for key in added} == added, "the status says where each one went"
     patched["metadata"]["annotations"][SETTINGS.status_key] = json.dumps(status)
     assert_valid(patched)
-    assert decide(patched, "shop", catalog, SETTINGS).patch == ()
+    assert decide(patched, "shop", catalog, settings_).patch == ()
 
 
 @given(st.text())

@@ -122,6 +122,7 @@ def _template(template: Template, stale: bool) -> dict[str, Any]:
         "namespaces": list(template.namespaces),
         "containers": list(template.container_names),
         "initContainers": list(template.init_container_names),
+        "sidecars": list(template.sidecar_names),
         "volumes": list(template.volume_names),
         "targetContainers": list(template.target_containers),
         # A newer version of the file failed to load; this is the last good one.

@@ -180,7 +180,7 @@ def _name_set(text: str) -> frozenset[str]:
     return frozenset(parse_names(text))
 
 
-def _bool(text: str) -> bool:
+def parse_bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered not in _TRUE | _FALSE:
         raise ValueError("expected true or false")
@@ -273,7 +273,7 @@ FLAGS: tuple[Flag[object], ...] = (
     Flag(
         "native-sidecars",
         "false",
-        _bool,
+        parse_bool,
         "templates' sidecars become init containers with restartPolicy: Always (Kubernetes "
         "1.29+, or 1.28 with the SidecarContainers feature gate); false: regular containers",
         None,
@@ -323,7 +323,7 @@ FLAGS: tuple[Flag[object], ...] = (
     Flag(
         "dev",
         "false",
-        _bool,
+        parse_bool,
         "throwaway TLS, examples/templates, bind 127.0.0.1, print a curl command",
         None,
     ),

@@ -62,15 +62,19 @@ class Helm:
         show_only: Iterable[str] = (),
         release: str = RELEASE,
         namespace: str = NAMESPACE,
+        kube_version: str | None = None,
     ) -> list[Manifest]:
-        """`helm template` output as parsed objects (never compared as text)."""
+        """`helm template` output as parsed objects (never compared as text); `kube_version`
+        is the cluster version the chart sees (helm's own default otherwise)."""
         only = tuple(show_only)
         key = json.dumps(
-            [values or {}, [str(f) for f in values_files], only, release, namespace],
+            [values or {}, [str(f) for f in values_files], only, release, namespace, kube_version],
             sort_keys=True,
         )
         if key not in self._cache:
             args = ["template", release, str(CHART_DIR), "--namespace", namespace]
+            if kube_version is not None:
+                args += ["--kube-version", kube_version]
             for path in only:
                 args += ["--show-only", path]
             result = self._with_values(args, values, values_files)

@@ -12,7 +12,7 @@ CONFIGMAP = "templates/templates-configmap.yaml"
 EXAMPLES_DIR = REPO_ROOT / "examples" / "templates"
 CHART_EXAMPLES_DIR = CHART_DIR / "files" / "examples"
 HELM_TEST_TEMPLATE = CHART_DIR / "files" / "helm-test.yaml"
-EXAMPLE_KEYS = {"envoy-proxy.yaml", "log-shipper.yaml", "trace-agent.yaml"}
+EXAMPLE_KEYS = {"db-proxy.yaml", "envoy-proxy.yaml", "log-shipper.yaml", "trace-agent.yaml"}
 
 
 def data(helm: Helm, values: dict[str, Any] | None = None) -> dict[str, str]:

@@ -34,6 +34,7 @@ SERVE_FLAGS = {
     "--shutdown-delay",
     "--graceful-timeout",
     "--profile",
+    "--native-sidecars",
 }
 
 
@@ -65,6 +66,7 @@ def test_default_args(helm: Helm) -> None:
         "--annotation-prefix": "sidecar-injector.io",
         "--default-templates": "",
         "--exclude-namespaces": "kube-system,kube-public,kube-node-lease",
+        "--native-sidecars": "true",
         "--on-error": "deny",
         "--max-body-bytes": "3145728",
         "--log-level": "info",
@@ -81,6 +83,7 @@ def test_every_config_value_reaches_the_args(helm: Helm) -> None:
         "annotationPrefix": "injector.example.com",
         "defaultTemplates": ["log-shipper", "trace-agent"],
         "profiles": {"mesh": ["envoy-proxy", "trace-agent"], "logs": ["log-shipper"]},
+        "nativeSidecars": False,
         "excludeNamespaces": ["monitoring"],
         "onError": "allow",
         "maxBodyBytes": 10485760,
@@ -111,6 +114,7 @@ def test_every_config_value_reaches_the_args(helm: Helm) -> None:
         "--annotation-prefix": "injector.example.com",
         "--default-templates": "log-shipper,trace-agent",
         "--exclude-namespaces": "kube-system,monitoring",
+        "--native-sidecars": "false",
         "--on-error": "allow",
         "--max-body-bytes": "10485760",
         "--log-level": "warning",
@@ -120,6 +124,33 @@ def test_every_config_value_reaches_the_args(helm: Helm) -> None:
         "--profile": "logs=log-shipper;mesh=envoy-proxy,trace-agent",
     }
     assert {p["name"]: p["containerPort"] for p in got["ports"]} == {"https": 9443, "metrics": 9090}
+
+
+@pytest.mark.parametrize(
+    ("setting", "kube_version", "native"),
+    [
+        ("auto", "1.28.9", "false"),
+        ("auto", "1.29.0", "true"),
+        ("auto", "1.30.4", "true"),
+        ("auto", "v1.30.2-eks-1552ad0", "true"),
+        ("auto", "v1.28.15-gke.1020000", "false"),
+        (True, "1.28.9", "true"),
+        ("true", "1.28.9", "true"),
+        (False, "1.31.0", "false"),
+        ("false", "1.31.0", "false"),
+    ],
+)
+def test_native_sidecars_follow_the_cluster_version_unless_set(
+    helm: Helm, setting: object, kube_version: str, native: str
+) -> None:
+    docs = helm.template(
+        {"config": {"nativeSidecars": setting}}, show_only=[DEPLOYMENT], kube_version=kube_version
+    )
+    assert flags(webhook_container(docs))["--native-sidecars"] == native
+
+
+def test_native_sidecars_refuses_other_values(helm: Helm) -> None:
+    assert "nativeSidecars" in helm.template_error({"config": {"nativeSidecars": "yes"}})
 
 
 def test_extra_env(helm: Helm) -> None:

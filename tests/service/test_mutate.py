@@ -83,7 +83,7 @@ async def test_unknown_template_is_denied_with_what_to_fix(harness: Harness) -> 
     assert response["allowed"] is False
     assert response["status"] == {
         "code": 400,
-        "message": "template 'log-shiper' not found; available: envoy-proxy, log-shipper, trace-agent",
+        "message": "template 'log-shiper' not found; available: db-proxy, envoy-proxy, log-shipper, trace-agent",
     }
     assert "patch" not in response
     assert "patchType" not in response
@@ -112,7 +112,7 @@ async def test_allow_mode_admits_what_worked_with_warnings(catalog: Catalog) -> 
     response = await harness.review(document)
     assert response["allowed"] is True
     assert response["warnings"] == [
-        "template 'nope' not found; available: envoy-proxy, log-shipper, trace-agent"
+        "template 'nope' not found; available: db-proxy, envoy-proxy, log-shipper, trace-agent"
     ]
     assert response["auditAnnotations"] == {"injected-templates": "log-shipper"}
     apply_patch(document["request"]["object"], response)

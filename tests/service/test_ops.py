@@ -49,8 +49,8 @@ async def test_metrics_exposition_has_every_series_from_the_start(harness: Harne
     }
     assert pairs == {(o, r) for o, reasons in OUTCOME_REASONS.items() for r in reasons}
     templates = {s.labels["template"] for s in families["sidecar_injector_injections"].samples}
-    assert templates >= {"envoy-proxy", "log-shipper", "trace-agent"}
-    assert families["sidecar_injector_templates_loaded"].samples[0].value == 3
+    assert templates >= {"db-proxy", "envoy-proxy", "log-shipper", "trace-agent"}
+    assert families["sidecar_injector_templates_loaded"].samples[0].value == 4
     assert families["sidecar_injector_template_load_errors"].samples[0].value == 0
     for name in (
         "sidecar_injector_admission_duration_seconds",
@@ -99,7 +99,7 @@ def test_load_errors_show_in_the_gauges_and_keep_the_success_time(catalog: Catal
     )
     metrics.catalog(broken, 200.0)
     assert registry.get_sample_value("sidecar_injector_template_load_errors") == 1
-    assert registry.get_sample_value("sidecar_injector_templates_loaded") == 3
+    assert registry.get_sample_value("sidecar_injector_templates_loaded") == 4
     assert (
         registry.get_sample_value("sidecar_injector_config_last_reload_success_timestamp_seconds")
         == 100.0
@@ -137,7 +137,8 @@ async def test_debug_templates_lists_templates_digests_and_errors(catalog: Catal
     assert answer.status_code == 200
     body = answer.json()
     by_name = {t["name"]: t for t in body["templates"]}
-    assert set(by_name) == {"envoy-proxy", "log-shipper", "trace-agent"}
+    assert set(by_name) == {"db-proxy", "envoy-proxy", "log-shipper", "trace-agent"}
+    assert by_name["db-proxy"]["sidecars"] == ["db-proxy"]
     shipper = by_name["log-shipper"]
     assert shipper["digest"] == catalog.templates["log-shipper"].digest
     assert shipper["containers"] == ["log-shipper"]

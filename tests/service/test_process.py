@@ -172,7 +172,12 @@ def test_health_readiness_and_debug(service: Service) -> None:
     assert ops(service, "/healthz").json() == {"status": "ok"}
     assert ops(service, "/readyz").status_code == 200
     debug = ops(service, "/debug/templates").json()
-    assert {t["name"] for t in debug["templates"]} == {"envoy-proxy", "log-shipper", "trace-agent"}
+    assert {t["name"] for t in debug["templates"]} == {
+        "db-proxy",
+        "envoy-proxy",
+        "log-shipper",
+        "trace-agent",
+    }
     assert debug["broken"] == ["broken"]
 
 
@@ -189,7 +194,7 @@ def test_metrics_count_what_was_served(client: httpx.Client, service: Service) -
     skipped = 'sidecar_injector_admission_requests_total{outcome="skipped",reason="not_requested"}'
     assert value(after, injected) - value(before, injected) == 1
     assert value(after, skipped) - value(before, skipped) == 1
-    assert value(after, "sidecar_injector_templates_loaded") == 3
+    assert value(after, "sidecar_injector_templates_loaded") == 4
     assert value(after, "sidecar_injector_template_load_errors") == 1
     assert value(after, "sidecar_injector_tls_certificate_expiry_timestamp_seconds") > time.time()
     assert "process_cpu_seconds_total" in after

@@ -137,6 +137,19 @@ so that the injector's own Pods never depend on it.
 {{- printf "%s/inject" .Values.config.annotationPrefix }}
 {{- end }}
 
+{{/*
+config.nativeSidecars as the service's flag value: auto is true from Kubernetes 1.29 (native
+sidecars on by default), pre-release and vendor suffixes such as -eks-... included.
+*/}}
+{{- define "sidecar-injector.nativeSidecars" -}}
+{{- $value := toString .Values.config.nativeSidecars }}
+{{- if eq $value "auto" }}
+{{- semverCompare ">=1.29.0-0" .Capabilities.KubeVersion.Version }}
+{{- else }}
+{{- $value }}
+{{- end }}
+{{- end }}
+
 {{/* The seconds the service needs to stop after SIGTERM: drain period plus graceful stop. */}}
 {{- define "sidecar-injector.stopSeconds" -}}
 {{- add .Values.config.shutdownDelaySeconds .Values.config.gracefulTimeoutSeconds }}
