@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The sidecar-injector image: `docker build -t sidecar-injector .` from the repository root.
 # Base pinned by tag; pin it by digest too (python:<tag>@sha256:...) in your registry mirror.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
@@ -15,12 +14,21 @@ RUN python -m venv --without-pip /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 RUN python -m pip --python /opt/venv/bin/python install \
         --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements.txt
-# Then the application itself, as a wheel built from the sources.
+# The wheel's build backend (setuptools, wheel), locked the same way, in a venv of its own
+# that stays in this stage.
+COPY requirements-build.txt /tmp/requirements-build.txt
+RUN python -m venv --without-pip /opt/build \
+ && python -m pip --python /opt/build/bin/python install \
+        --require-hashes --no-deps --only-binary=:all: -r /tmp/requirements-build.txt
+# Then the application itself, as a wheel built from the sources with that backend only (no
+# build isolation, no index: nothing is fetched), installed, and checked against the lock.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY injector ./injector
-RUN python -m pip wheel --no-deps --wheel-dir /dist . \
- && python -m pip --python /opt/venv/bin/python install --no-deps /dist/*.whl
+RUN python -m pip --python /opt/build/bin/python wheel \
+        --no-deps --no-build-isolation --no-index --wheel-dir /dist . \
+ && python -m pip --python /opt/venv/bin/python install --no-deps --no-index /dist/*.whl \
+ && python -m pip --python /opt/venv/bin/python check
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="sidecar-injector" \

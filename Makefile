@@ -43,11 +43,14 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
 
-## lock: re-pin requirements*.txt (with hashes) from the ranges in pyproject.toml
+## lock: re-pin requirements*.txt (with hashes) from the ranges in pyproject.toml (build-system too)
 lock:
 	$(PYTHON) -m venv .cache/pip-tools
-	.cache/pip-tools/bin/pip install --quiet pip-tools
+	.cache/pip-tools/bin/pip install --quiet --upgrade 'pip-tools>=7'  # 7: --all-build-deps
 	.cache/pip-tools/bin/pip-compile -q --strip-extras --generate-hashes --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links -o requirements.txt pyproject.toml
 	.cache/pip-tools/bin/pip-compile -q --strip-extras --generate-hashes --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links --extra dev -o requirements-dev.txt pyproject.toml
+	.cache/pip-tools/bin/pip-compile -q --strip-extras --generate-hashes --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links --all-build-deps --only-build-deps \
+		-o requirements-build.txt pyproject.toml

@@ -133,6 +133,36 @@ def test_dependencies_layer_first_then_the_wheel() -> None:
     assert any(c.split()[0] == "injector" for c in copies[1:])
 
 
+def test_nothing_but_the_base_comes_from_a_registry() -> None:
+    """A `# syntax=` directive makes `docker build` pull a BuildKit frontend image."""
+    directives = re.match(r"(#[^\n]*\n)*", DOCKERFILE.read_text())
+    assert directives
+    assert not re.search(r"^#\s*syntax\s*=", directives[0], re.MULTILINE | re.IGNORECASE)
+    assert {s.base for s in STAGES} == {ARGS["PYTHON_IMAGE"]}
+    assert all(
+        c.startswith("--from=build ") for s in STAGES for c in s.all("COPY") if "--from" in c
+    )
+
+
+def test_built_from_the_locks_alone() -> None:
+    """Every install checks the locked hashes and the wheel is built with the locked backend,
+    without build isolation (which would fetch whatever setuptools is newest) or an index."""
+    runs = STAGES[0].all("RUN")
+    installs = [r for r in runs if " -r " in r]
+    assert {r.split(" -r ")[1].split()[0] for r in installs} == {
+        "/tmp/requirements.txt",
+        "/tmp/requirements-build.txt",
+    }
+    for run in installs:
+        assert "--require-hashes" in run and "--no-deps" in run and "--only-binary=:all:" in run
+    [wheel] = [r for r in runs if " wheel " in r]
+    assert "--no-build-isolation" in wheel and "--no-index" in wheel
+    locked = (REPO_ROOT / "requirements-build.txt").read_text()
+    for requirement in PYPROJECT["build-system"]["requires"]:
+        name = re.split(r"[<>=!~ \[]", requirement)[0]
+        assert re.search(rf"^{name}==\S+ \\\n\s+--hash=sha256:", locked, re.MULTILINE), name
+
+
 def test_final_stage_installs_nothing() -> None:
     for run in FINAL.all("RUN"):
         assert "install" not in run.replace("uninstall", ""), run
