@@ -141,7 +141,9 @@ def flags(container: Manifest) -> dict[str, str]:
 
 # --- The webhook container run on this machine, as the kubelet and the image would run it ---
 
-LOCAL_FLAGS = {"--host": "127.0.0.1", "--port": "0", "--metrics-port": "0", "--shutdown-delay": "0"}
+LOOPBACK_FLAGS = {"--host": "127.0.0.1", "--port": "0", "--metrics-port": "0"}
+"""Loopback and ephemeral ports: what a run on this machine must change in any case."""
+LOCAL_FLAGS = {**LOOPBACK_FLAGS, "--shutdown-delay": "0"}
 """The only arguments changed besides paths: loopback, ephemeral ports, no drain period."""
 PATH_FLAGS = frozenset({"--templates-dir", "--tls-cert", "--tls-key"})
 """The arguments that point into the container's volumes."""
@@ -166,6 +168,38 @@ def remap(value: str, table: Mapping[str, Path]) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Mount:
+    """One of the webhook container's volumeMounts, with the local directory standing in for
+    its volume."""
+
+    path: str
+    volume: Manifest
+    local: Path
+
+
+def kubelet_volumes(docs: Sequence[Manifest], root: Path, secret: Mapping[str, str]) -> list[Mount]:
+    """The webhook container's volumes laid out under `root` as the kubelet would: ConfigMap
+    and Secret (`secret` stands for its data) volumes in the kubelet's `..data` layout, an
+    emptyDir as an empty directory."""
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = []
+    for mount in webhook_container(docs)["volumeMounts"]:
+        volume, local = volumes[mount["name"]], root / "volumes" / mount["name"]
+        assert "subPath" not in mount
+        if "configMap" in volume:
+            configmap = named(docs, "ConfigMap", volume["configMap"]["name"])
+            KubeletVolume(local).write(configmap.get("data") or {})
+        elif "secret" in volume:
+            KubeletVolume(local).write(secret)
+        else:
+            assert "emptyDir" in volume, volume
+            local.mkdir(parents=True)
+        mounts.append(Mount(mount["mountPath"], volume, local))
+    return mounts
+
+
 def container_run(
     docs: Sequence[Manifest],
     root: Path,
@@ -180,23 +214,9 @@ def container_run(
     (`image_paths` maps image directories such as the venv to local ones) plus the
     container's, and the image's entry point with the rendered args, of which only
     LOCAL_FLAGS and the PATH_FLAGS paths are changed."""
-    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
     container = webhook_container(docs)
     assert "command" not in container, "the image's ENTRYPOINT must run, with the chart's args"
-    volumes = {volume["name"]: volume for volume in pod["volumes"]}
-    mounts: dict[str, Path] = {}
-    for mount in container["volumeMounts"]:
-        volume, local = volumes[mount["name"]], root / "volumes" / mount["name"]
-        assert "subPath" not in mount
-        if "configMap" in volume:
-            configmap = named(docs, "ConfigMap", volume["configMap"]["name"])
-            KubeletVolume(local).write(configmap.get("data") or {})
-        elif "secret" in volume:
-            KubeletVolume(local).write(secret)
-        else:
-            assert "emptyDir" in volume, volume
-            local.mkdir(parents=True)
-        mounts[mount["mountPath"]] = local
+    mounts = {m.path: m.local for m in kubelet_volumes(docs, root, secret)}
 
     rendered = flags(container)
     assert LOCAL_FLAGS.keys() <= rendered.keys()
@@ -228,9 +248,9 @@ class ContainerProcess(Service):
     def __init__(self, run: ContainerRun) -> None:
         super().__init__((), env=run.env, command=run.command, cwd=run.cwd)
 
-    def wait_listening(self) -> None:
+    def wait_listening(self, timeout: float = START_TIMEOUT) -> None:
         """The ports from the `listening` line, logged as JSON or for the console."""
-        line = self.stdout.wait_for(lambda text: LISTENING.search(text) is not None)
+        line = self.stdout.wait_for(lambda text: LISTENING.search(text) is not None, timeout)
         if line is None:
             self.stop()
             raise AssertionError(
