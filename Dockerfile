@@ -34,8 +34,15 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="sidecar-injector" \
       org.opencontainers.image.description="Kubernetes mutating admission webhook that injects sidecars from ConfigMap templates" \
       org.opencontainers.image.licenses="Apache-2.0"
-# No installers at run time.
-RUN python -m pip uninstall --yes --quiet pip setuptools wheel
+# No installers at run time. `pip uninstall` exits 0 even when it removes nothing (a
+# distribution's own pip, say), so the build fails if any of them is still importable or
+# on PATH.
+RUN PIP_ROOT_USER_ACTION=ignore python -m pip uninstall --yes --quiet pip setuptools wheel \
+ && python -c 'import importlib.util as u, os, re, sys; \
+        left = [m for m in ("pip", "setuptools", "wheel") if u.find_spec(m)] + [ \
+            os.path.join(d, f) for d in os.get_exec_path() if os.path.isdir(d) \
+            for f in os.listdir(d) if re.fullmatch(r"(pip|wheel|easy_install)[0-9.-]*", f)]; \
+        sys.exit(f"installers left in the image: {left}" if left else None)'
 COPY --from=build /opt/venv /opt/venv
 # The root filesystem is read-only at run time (the chart mounts an emptyDir on /tmp):
 # bytecode was compiled at install time and is never written.
