@@ -44,6 +44,10 @@ RUN PIP_ROOT_USER_ACTION=ignore python -m pip uninstall --yes --quiet pip setupt
             for f in os.listdir(d) if re.fullmatch(r"(pip|wheel|easy_install)[0-9.-]*", f)]; \
         sys.exit(f"installers left in the image: {left}" if left else None)'
 COPY --from=build /opt/venv /opt/venv
+# `serve --dev` serves ./examples/templates: the examples ship, so that
+# `docker run IMAGE serve --dev` works from the image alone.
+WORKDIR /opt/sidecar-injector
+COPY examples/templates examples/templates
 # The root filesystem is read-only at run time (the chart mounts an emptyDir on /tmp):
 # bytecode was compiled at install time and is never written.
 ENV PATH=/opt/venv/bin:$PATH \

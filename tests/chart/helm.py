@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -237,7 +237,7 @@ def container_run(
         env[variable["name"]] = variable["value"]
     program = shutil.which(entrypoint[0], path=env["PATH"])
     assert program, f"{entrypoint[0]} is not on the image's PATH {env['PATH']}"
-    cwd = root / "workdir"  # the image sets no WORKDIR: an empty directory, not the repository
+    cwd = root / "workdir"  # stands for the image's WORKDIR: not the repository
     cwd.mkdir()
     return ContainerRun([program, *entrypoint[1:], *args], env, cwd, mounts)
 
@@ -299,6 +299,12 @@ def running_container(run: ContainerRun) -> Iterator[ContainerProcess]:
         process.stop()
 
 
+class Trust(Protocol):
+    """What a client needs to verify the server: a `trustme.CA`, or a CA certificate alone."""
+
+    def configure_trust(self, ctx: ssl.SSLContext) -> None: ...
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """How the kube-apiserver calls the webhook: the TLS name it verifies, path and timeout."""
@@ -323,7 +329,7 @@ class Endpoint:
         return cls(f"{ref['name']}.{ref['namespace']}.svc", ref["path"], webhook["timeoutSeconds"])
 
     def review(
-        self, process: ContainerProcess, ca: trustme.CA, document: Mapping[str, Any]
+        self, process: ContainerProcess, ca: Trust, document: Mapping[str, Any]
     ) -> dict[str, Any]:
         """POST an AdmissionReview over TLS verified for `hostname`; its `response`."""
         context = ssl.create_default_context()

@@ -5,10 +5,13 @@ and ephemeral ports only."""
 
 from __future__ import annotations
 
+import base64
 import configparser
 import importlib.metadata
+import json
 import os
 import re
+import ssl
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -321,3 +324,44 @@ def test_stops_cleanly_on_sigterm_within_the_charts_grace_period(served: Served,
     [drain] = served.process.events("shutdown_started")
     assert drain["drain_seconds"] == float(flags(pod.container)["--shutdown-delay"])
     assert served.process.events("stopped")
+
+
+@dataclass(frozen=True)
+class PemCA:
+    """A CA certificate from PEM, trusted as `trustme.CA.configure_trust` would."""
+
+    pem: str
+
+    def configure_trust(self, context: ssl.SSLContext) -> None:
+        context.load_verify_locations(cadata=self.pem)
+
+
+def test_dev_mode_runs_from_the_image_alone(engine: Engine, image: Image, pod: Pod) -> None:
+    """The README's `docker run ... serve --dev` and the two `docker exec` that fetch the CA
+    and the sample review; `--host 0.0.0.0` and `-p` are left out only because the container
+    shares this machine's network here."""
+    examples = image.root / image.config["WorkingDir"].lstrip("/") / "examples" / "templates"
+    shipped = {path.name: path.read_bytes() for path in examples.iterdir()}
+    repository = REPO_ROOT / "examples" / "templates"
+    assert shipped == {path.name: path.read_bytes() for path in repository.iterdir()}
+
+    tmp = [mount for mount in pod.mounts if "emptyDir" in mount.volume]
+    name = f"sidecar-injector-test-{os.getpid()}-dev"
+    args = ["serve", "--dev", "--port=0", "--metrics-port=0", "--shutdown-delay=0"]
+    with podman_run(engine, name, run_options(pod.container, tmp), args) as process:
+        banner = process.stderr.wait_for(lambda line: "caBundle:" in line)
+        assert banner, process.stderr.text()
+
+        def dev_file(file: str) -> str:
+            return engine.podman(
+                "exec", name, "sh", "-c", f"cat /tmp/sidecar-injector-dev-*/{file}"
+            )
+
+        ca = dev_file("ca.crt")
+        assert base64.b64decode(banner.split()[-1]).decode() == ca
+        document = json.loads(dev_file("review.json"))
+        process.wait_ready()
+        answer = Endpoint("localhost", "/mutate", 10).review(process, PemCA(ca), document)
+        result = patched(document["request"]["object"], answer)
+        assert result["spec"]["containers"][-1]["name"] == "log-shipper"
+        assert process.stop() == 0, process.stderr.text()
