@@ -100,24 +100,27 @@ def base_rootfs() -> Path:
         return tarball
     [sources, *_] = [path for path in APT_SOURCES if path.exists()]
     CACHE.mkdir(parents=True, exist_ok=True)
-    partial = tarball.with_suffix(".partial.tar")
-    run(
-        [
-            "mmdebstrap",
-            "--variant=minbase",
-            f"--architectures={architecture()}",
-            f"--include={','.join(PACKAGES)}",
-            *SLIM,
-            *(f"--customize-hook={hook}" for hook in HOOKS),
-            SUITE,
-            str(partial),
-            str(sources),
-        ],
-        env=dict(os.environ),
-    )
-    partial.rename(tarball)
+    partial = CACHE / f"{tarball.stem}.{os.getpid()}.partial.tar"  # another run may be at it
+    try:
+        run(
+            [
+                "mmdebstrap",
+                "--variant=minbase",
+                f"--architectures={architecture()}",
+                f"--include={','.join(PACKAGES)}",
+                *SLIM,
+                *(f"--customize-hook={hook}" for hook in HOOKS),
+                SUITE,
+                str(partial),
+                str(sources),
+            ],
+            env=dict(os.environ),
+        )
+        partial.rename(tarball)
+    finally:
+        partial.unlink(missing_ok=True)
     for stale in CACHE.glob("*.tar"):
-        if stale != tarball:
+        if stale != tarball and ".partial" not in stale.suffixes:
             stale.unlink()
     return tarball
 

@@ -54,10 +54,10 @@ INSTALLERS = ("pip", "setuptools", "wheel")
 @dataclass
 class Image:
     config: dict[str, Any]
-    size: int
     root: Path
-    """The image's root filesystem, mounted here read-only."""
+    """The image's root filesystem, in the engine's storage: to read, never to write."""
     base_root: Path
+    """The stand-in base's, likewise."""
 
     @property
     def site_packages(self) -> Path:
@@ -89,7 +89,7 @@ def image(engine: Engine) -> Image:
     )
     engine.build(TAG)
     inspected = engine.inspect(TAG)
-    return Image(inspected["Config"], inspected["Size"], engine.mount(TAG), base_root)
+    return Image(inspected["Config"], engine.mount(TAG), base_root)
 
 
 def test_the_image_config_is_what_the_chart_and_the_contract_test_expect(
