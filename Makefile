@@ -4,7 +4,11 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit e2e bench venv clean lock
+.PHONY: run test lint typecheck unit e2e bench venv clean lock image-tools
+
+# What tests/chart/test_image.py builds and runs the Dockerfile with (Debian packages of the
+# same names). Without them the image tests are skipped, saying why.
+IMAGE_TOOLS := buildah podman runc mmdebstrap
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +33,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) image-tools
 	$(BIN)/pytest -q
+
+## image-tools: install the missing IMAGE_TOOLS with apt-get, when root on a Debian machine
+image-tools:
+	@missing="$(strip $(foreach tool,$(IMAGE_TOOLS),$(if $(shell command -v $(tool)),,$(tool))))"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "image-tools: $$missing missing and not installable here (needs root and apt-get);" \
+			"the image tests will be skipped"; exit 0; fi; \
+	echo "image-tools: installing $$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -q $$missing >/dev/null 2>&1 \
+		|| { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; } \
+		|| echo "image-tools: apt-get could not install $$missing; the image tests will be skipped"
 
 ## e2e: the real service process driven like the kube-apiserver drives it (E2E_KUBECONFIG: a cluster)
 e2e: $(STAMP)
@@ -43,11 +60,14 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info
 
-## lock: re-pin requirements*.txt (with hashes) from the ranges in pyproject.toml
+## lock: re-pin requirements*.txt (with hashes) from the ranges in pyproject.toml (build-system too)
 lock:
 	$(PYTHON) -m venv .cache/pip-tools
-	.cache/pip-tools/bin/pip install --quiet pip-tools
+	.cache/pip-tools/bin/pip install --quiet --upgrade 'pip-tools>=7'  # 7: --all-build-deps
 	.cache/pip-tools/bin/pip-compile -q --strip-extras --generate-hashes --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links -o requirements.txt pyproject.toml
 	.cache/pip-tools/bin/pip-compile -q --strip-extras --generate-hashes --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links --extra dev -o requirements-dev.txt pyproject.toml
+	.cache/pip-tools/bin/pip-compile -q --strip-extras --generate-hashes --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links --all-build-deps --only-build-deps \
+		-o requirements-build.txt pyproject.toml

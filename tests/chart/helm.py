@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -153,7 +153,9 @@ def flags(container: Manifest) -> dict[str, str]:
 
 # --- The webhook container run on this machine, as the kubelet and the image would run it ---
 
-LOCAL_FLAGS = {"--host": "127.0.0.1", "--port": "0", "--metrics-port": "0", "--shutdown-delay": "0"}
+LOOPBACK_FLAGS = {"--host": "127.0.0.1", "--port": "0", "--metrics-port": "0"}
+"""Loopback and ephemeral ports: what a run on this machine must change in any case."""
+LOCAL_FLAGS = {**LOOPBACK_FLAGS, "--shutdown-delay": "0"}
 """The only arguments changed besides paths: loopback, ephemeral ports, no drain period."""
 PATH_FLAGS = frozenset({"--templates-dir", "--tls-cert", "--tls-key"})
 """The arguments that point into the container's volumes."""
@@ -178,6 +180,38 @@ def remap(value: str, table: Mapping[str, Path]) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class Mount:
+    """One of the webhook container's volumeMounts, with the local directory standing in for
+    its volume."""
+
+    path: str
+    volume: Manifest
+    local: Path
+
+
+def kubelet_volumes(docs: Sequence[Manifest], root: Path, secret: Mapping[str, str]) -> list[Mount]:
+    """The webhook container's volumes laid out under `root` as the kubelet would: ConfigMap
+    and Secret (`secret` stands for its data) volumes in the kubelet's `..data` layout, an
+    emptyDir as an empty directory."""
+    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = []
+    for mount in webhook_container(docs)["volumeMounts"]:
+        volume, local = volumes[mount["name"]], root / "volumes" / mount["name"]
+        assert "subPath" not in mount
+        if "configMap" in volume:
+            configmap = named(docs, "ConfigMap", volume["configMap"]["name"])
+            KubeletVolume(local).write(configmap.get("data") or {})
+        elif "secret" in volume:
+            KubeletVolume(local).write(secret)
+        else:
+            assert "emptyDir" in volume, volume
+            local.mkdir(parents=True)
+        mounts.append(Mount(mount["mountPath"], volume, local))
+    return mounts
+
+
 def container_run(
     docs: Sequence[Manifest],
     root: Path,
@@ -192,23 +226,9 @@ def container_run(
     (`image_paths` maps image directories such as the venv to local ones) plus the
     container's, and the image's entry point with the rendered args, of which only
     LOCAL_FLAGS and the PATH_FLAGS paths are changed."""
-    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
     container = webhook_container(docs)
     assert "command" not in container, "the image's ENTRYPOINT must run, with the chart's args"
-    volumes = {volume["name"]: volume for volume in pod["volumes"]}
-    mounts: dict[str, Path] = {}
-    for mount in container["volumeMounts"]:
-        volume, local = volumes[mount["name"]], root / "volumes" / mount["name"]
-        assert "subPath" not in mount
-        if "configMap" in volume:
-            configmap = named(docs, "ConfigMap", volume["configMap"]["name"])
-            KubeletVolume(local).write(configmap.get("data") or {})
-        elif "secret" in volume:
-            KubeletVolume(local).write(secret)
-        else:
-            assert "emptyDir" in volume, volume
-            local.mkdir(parents=True)
-        mounts[mount["mountPath"]] = local
+    mounts = {m.path: m.local for m in kubelet_volumes(docs, root, secret)}
 
     rendered = flags(container)
     assert LOCAL_FLAGS.keys() <= rendered.keys()
@@ -229,7 +249,7 @@ def container_run(
         env[variable["name"]] = variable["value"]
     program = shutil.which(entrypoint[0], path=env["PATH"])
     assert program, f"{entrypoint[0]} is not on the image's PATH {env['PATH']}"
-    cwd = root / "workdir"  # the image sets no WORKDIR: an empty directory, not the repository
+    cwd = root / "workdir"  # stands for the image's WORKDIR: not the repository
     cwd.mkdir()
     return ContainerRun([program, *entrypoint[1:], *args], env, cwd, mounts)
 
@@ -240,9 +260,9 @@ class ContainerProcess(Service):
     def __init__(self, run: ContainerRun) -> None:
         super().__init__((), env=run.env, command=run.command, cwd=run.cwd)
 
-    def wait_listening(self) -> None:
+    def wait_listening(self, timeout: float = START_TIMEOUT) -> None:
         """The ports from the `listening` line, logged as JSON or for the console."""
-        line = self.stdout.wait_for(lambda text: LISTENING.search(text) is not None)
+        line = self.stdout.wait_for(lambda text: LISTENING.search(text) is not None, timeout)
         if line is None:
             self.stop()
             raise AssertionError(
@@ -291,6 +311,12 @@ def running_container(run: ContainerRun) -> Iterator[ContainerProcess]:
         process.stop()
 
 
+class Trust(Protocol):
+    """What a client needs to verify the server: a `trustme.CA`, or a CA certificate alone."""
+
+    def configure_trust(self, ctx: ssl.SSLContext) -> None: ...
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """How the kube-apiserver calls the webhook: the TLS name it verifies, path and timeout."""
@@ -315,7 +341,7 @@ class Endpoint:
         return cls(f"{ref['name']}.{ref['namespace']}.svc", ref["path"], webhook["timeoutSeconds"])
 
     def review(
-        self, process: ContainerProcess, ca: trustme.CA, document: Mapping[str, Any]
+        self, process: ContainerProcess, ca: Trust, document: Mapping[str, Any]
     ) -> dict[str, Any]:
         """POST an AdmissionReview over TLS verified for `hostname`; its `response`."""
         context = ssl.create_default_context()

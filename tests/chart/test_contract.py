@@ -39,7 +39,7 @@ from .test_dockerfile import env as dockerfile_env
 
 IMAGE_ENV = dockerfile_env(FINAL)
 ENTRYPOINT: list[str] = json.loads(FINAL.last("ENTRYPOINT"))
-IMAGE_VENV = FINAL.last("COPY").split()[-1]
+[IMAGE_VENV] = [c.split()[-1] for c in FINAL.all("COPY") if c.startswith("--from=build ")]
 """Where the image keeps its venv (`COPY --from=build /opt/venv /opt/venv`)."""
 
 
