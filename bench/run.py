@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         OUT.mkdir(exist_ok=True)
         report.save_json(results, OUT / "results.json")
+    args.output.mkdir(parents=True, exist_ok=True)
     markdown = args.output / "results.md"
     markdown.write_text(report.markdown(results))
     print(f"bench: wrote {markdown}", file=sys.stderr)
