@@ -60,6 +60,12 @@ class Release:
         return f"{ref['name']}.{ref['namespace']}.svc"
 
     @property
+    def service_port(self) -> int:
+        """The Service port the apiserver dials (443 by default)."""
+        port: int = self.webhook["clientConfig"]["service"]["port"]
+        return port
+
+    @property
     def path(self) -> str:
         path: str = self.webhook["clientConfig"]["service"]["path"]
         return path

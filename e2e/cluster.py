@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -60,14 +60,25 @@ EXTERNAL_HOST = "127.0.0.1"
 DENIED = "denied the request"
 
 
+WebhookMode = Literal["in-cluster", "external", "service"]
+"""in-cluster: the chart's Deployment; external: a process here, called at webhook.url; service:
+a process here on 127.0.0.1:<Service port>, called through the chart's own Service made an
+ExternalName for localhost (an apiserver without kube-proxy resolves it so)."""
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     """What the environment asks for (see e2e/README.md)."""
 
     kubeconfig: Path
-    external: bool
+    webhook: WebhookMode
     image: str
     keep: bool
+
+    @property
+    def external(self) -> bool:
+        """The webhook is a process on this machine, not the chart's Deployment."""
+        return self.webhook != "in-cluster"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ClusterConfig | None:
@@ -75,10 +86,10 @@ class ClusterConfig:
         if not kubeconfig:
             return None
         webhook = environ.get("E2E_WEBHOOK", "in-cluster")
-        assert webhook in ("in-cluster", "external"), f"E2E_WEBHOOK={webhook!r}"
+        assert webhook in get_args(WebhookMode), f"E2E_WEBHOOK={webhook!r}"
         return cls(
             Path(kubeconfig).expanduser(),
-            external=webhook == "external",
+            webhook=webhook,  # type: ignore[arg-type]
             image=environ.get("E2E_IMAGE", ""),
             keep=environ.get("E2E_KEEP", "") == "1",
         )
@@ -264,6 +275,28 @@ class Cluster:
                 return
             assert time.monotonic() < deadline, "cainjector never set the caBundle"
             time.sleep(2)
+
+    def route_service_to_localhost(self) -> None:
+        """Make the chart's Service an ExternalName for localhost: with no kube-proxy, the
+        apiserver then dials 127.0.0.1 on the Service's port, verifying the serving
+        certificate as `<service>.<namespace>.svc`, exactly the chart's clientConfig."""
+        name = self.release.webhook["clientConfig"]["service"]["name"]
+        patch = {
+            "spec": {
+                "type": "ExternalName",
+                "externalName": "localhost",
+                "clusterIP": None,
+                "clusterIPs": None,
+                "ipFamilies": None,
+                "ipFamilyPolicy": None,
+                "internalTrafficPolicy": None,
+                "sessionAffinity": None,
+            }
+        }
+        self.kubectl.run(
+            "patch", "service", name, f"--namespace={NAMESPACE}", "--type=merge",
+            f"--patch={json.dumps(patch)}",
+        )  # fmt: skip
 
     def uninstall_release(self) -> None:
         """The release, with its cluster-wide webhook configuration; nothing if not installed."""
@@ -512,13 +545,16 @@ def image_values(image: str) -> dict[str, Any]:
     return {"image": {"repository": repository, "tag": tag}}
 
 
-def external_values(release: Release, port: int, ca_bundle: bytes) -> dict[str, Any]:
-    """Chart values that send the apiserver to the process on this machine, trusting its CA."""
+def external_values(
+    release: Release, port: int, ca_bundle: bytes, url: bool = True
+) -> dict[str, Any]:
+    """Chart values that send the apiserver to the process on this machine, trusting its CA:
+    at webhook.url, or (url=False) through the chart's Service."""
+    webhook = {"caBundle": ca_bundle.decode()}
+    if url:
+        webhook["url"] = f"https://{EXTERNAL_HOST}:{port}{release.path}"
     return {
-        "webhook": {
-            "url": f"https://{EXTERNAL_HOST}:{port}{release.path}",
-            "caBundle": ca_bundle.decode(),
-        },
+        "webhook": webhook,
         "certManager": {"enabled": False},
         "tls": {"existingSecret": release.tls_secret_name},
     }
@@ -546,14 +582,20 @@ def install_target(found: Cluster, root: Path) -> Iterator[Target]:
     """Install the release (in-cluster, or pointing at a local process) and target it."""
     with ExitStack() as stack:
         if found.config.external:
+            url = found.config.webhook == "external"
+            port = 0 if url else found.release.service_port
             injector: LocalInjector = stack.enter_context(
-                started(found.release, root / "injector", extra_names=[EXTERNAL_HOST])
+                started(found.release, root / "injector", [EXTERNAL_HOST], port)
             )
-            values = external_values(found.release, injector.service.port, injector.ca.bundle)
+            values = external_values(
+                found.release, injector.service.port, injector.ca.bundle, url=url
+            )
             if not found.config.keep:
                 # Before the process stops: the webhook configuration must not outlive it.
                 stack.callback(found.uninstall_release)
             found.install(values, root, wait=False)
+            if not url:
+                found.route_service_to_localhost()
             webhook: LocalInjector | InClusterWebhook = injector
         else:
             found.install(image_values(found.config.image), root, wait=True)

@@ -31,11 +31,13 @@ RELOAD_BOUND = 3.0
 machine."""
 
 
-def local_args(release: Release, mounts: Mapping[str, Path]) -> list[str]:
-    """The rendered args with loopback, free ports and local stand-ins for the mount paths."""
+def local_args(release: Release, mounts: Mapping[str, Path], port: int = 0) -> list[str]:
+    """The rendered args with loopback, free ports (or `port` for HTTPS) and local stand-ins
+    for the mount paths."""
     args = []
+    flags = {**LOCAL_FLAGS, "--port": str(port)}
     for name, value in release.args.items():
-        local = LOCAL_FLAGS.get(name, value)
+        local = flags.get(name, value)
         for mount_path, directory in mounts.items():
             if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
                 local = str(directory) + value[len(mount_path) :]
@@ -61,7 +63,9 @@ class LocalInjector:
     poll_interval: float = 0.05
 
     @classmethod
-    def start(cls, release: Release, root: Path, extra_names: Sequence[str] = ()) -> LocalInjector:
+    def start(
+        cls, release: Release, root: Path, extra_names: Sequence[str] = (), port: int = 0
+    ) -> LocalInjector:
         """Lay out the volumes, issue the certificates, start and wait until ready."""
         ca = CAIssuer(release.ca_certificate["spec"])
         leaf = ca.issue(release.serving_certificate["spec"], extra_names)
@@ -73,7 +77,7 @@ class LocalInjector:
             release.mount_path("templates"): templates.root,
             release.mount_path("tls"): tls.root,
         }
-        service = Service(local_args(release, mounts))
+        service = Service(local_args(release, mounts, port))
         injector = cls(release, service, ca, leaf, templates, tls, extra_names, release.templates)
         try:
             service.wait_listening()
@@ -160,10 +164,10 @@ class LocalInjector:
 
 @contextmanager
 def started(
-    release: Release, root: Path, extra_names: Sequence[str] = ()
+    release: Release, root: Path, extra_names: Sequence[str] = (), port: int = 0
 ) -> Iterator[LocalInjector]:
     """A started injector, always stopped; its exit code must be 0."""
-    injector = LocalInjector.start(release, root, extra_names)
+    injector = LocalInjector.start(release, root, extra_names, port)
     try:
         yield injector
     finally:

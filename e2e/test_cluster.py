@@ -34,6 +34,9 @@ def test_the_webhook_configuration_trusts_the_ca(cluster: Cluster, cluster_targe
     name = only(cluster.release.docs, "MutatingWebhookConfiguration")["metadata"]["name"]
     stored = cluster.kubectl.get("mutatingwebhookconfiguration", name)
     bundles = {base64.b64decode(w["clientConfig"]["caBundle"]) for w in stored["webhooks"]}
+    # The apiserver reaches every entry at webhook.url, or through the chart's own Service.
+    by_url = cluster.config.webhook == "external"
+    assert all(("url" in w["clientConfig"]) == by_url for w in stored["webhooks"])
     if isinstance(cluster_target.webhook, LocalInjector):
         expected = cluster_target.webhook.ca.bundle
     else:
@@ -190,4 +193,9 @@ def test_cluster_mode_is_configured_from_the_environment(tmp_path: Path) -> None
     config = ClusterConfig.from_env(
         {"E2E_KUBECONFIG": str(tmp_path / "kubeconfig"), "E2E_WEBHOOK": "external"}
     )
-    assert config == ClusterConfig(tmp_path / "kubeconfig", True, "", False)
+    assert config == ClusterConfig(tmp_path / "kubeconfig", "external", "", False)
+    assert config.external
+    service = ClusterConfig.from_env(
+        {"E2E_KUBECONFIG": str(tmp_path / "kubeconfig"), "E2E_WEBHOOK": "service"}
+    )
+    assert service is not None and service.external and service.webhook == "service"
