@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -46,10 +47,10 @@ class Settings:
         """Annotations starting with this override the template's parameters."""
         return f"{self.annotation_prefix}/{template}."
 
-    @property
+    @functools.cached_property
     def routed_profiles(self) -> dict[str, tuple[str, ...]]:
         """Every namespace label value that selects templates, as the chart routes them:
-        the profiles, plus `enabled` when default templates are set."""
+        the profiles, plus `enabled` when default templates are set (built once)."""
         routed = dict(self.profiles)
         if self.default_templates:
             routed[ENABLED] = self.default_templates
