@@ -11,9 +11,11 @@ validating it.
 from __future__ import annotations
 
 import base64
+import copy
 import socket
 import ssl
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -21,8 +23,9 @@ import jsonpatch
 import orjson
 from cryptography import x509
 
+from e2e.chart import Release
 from e2e.pods import Obj, as_admitted, as_stored, replicaset_pod
-from e2e.target import Admission
+from e2e.target import Admission, Applied
 from injector.service.sample import REPLICASET_CONTROLLER
 from tests.k8s import assert_valid
 from tests.service import process
@@ -31,6 +34,8 @@ API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
 POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
 PODS = {"group": "", "version": "v1", "resource": "pods"}
+CONFIGMAP_KIND = {"group": "", "version": "v1", "kind": "ConfigMap"}
+CONFIGMAPS = {"group": "", "version": "v1", "resource": "configmaps"}
 ADMIN = {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]}
 
 
@@ -73,34 +78,63 @@ def review(
     }
 
 
+def configmap_review(new: Obj, old: Obj | None, *, dry_run: bool) -> dict[str, Any]:
+    """The AdmissionReview v1 the apiserver sends for an update (or creation) of a ConfigMap."""
+    metadata = new["metadata"]
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": CONFIGMAP_KIND,
+            "resource": CONFIGMAPS,
+            "requestKind": CONFIGMAP_KIND,
+            "requestResource": CONFIGMAPS,
+            "name": metadata["name"],
+            "namespace": metadata["namespace"],
+            "operation": "UPDATE" if old is not None else "CREATE",
+            "userInfo": ADMIN,
+            "object": new,
+            "oldObject": old,
+            "dryRun": dry_run,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "PatchOptions"},
+        },
+    }
+
+
 class LocalApiserver:
-    """Calls one webhook endpoint as the apiserver would; one keep-alive client."""
+    """Calls the webhook's endpoints as the apiserver would; one keep-alive client. It stores
+    the templates ConfigMap (as `helm install` left it), which edits go through /validate for."""
 
     native_sidecars = True
     """Like Kubernetes 1.29+ (and 1.28 with the SidecarContainers feature gate)."""
 
-    def __init__(self, port: int, host: str, path: str, timeout: int, ca_bundle: bytes) -> None:
-        self.url = f"https://127.0.0.1:{port}{path}"
-        self.host = host
-        self.timeout = timeout
-        self.client = httpx.Client(verify=client_context(ca_bundle), timeout=timeout)
+    def __init__(self, port: int, release: Release, ca_bundle: bytes) -> None:
+        self.url = f"https://127.0.0.1:{port}{release.path}"
+        self.validate_url = f"https://127.0.0.1:{port}{release.validate_path}"
+        self.host = release.service_host
+        self.timeout = release.timeout_seconds
+        self.client = httpx.Client(verify=client_context(ca_bundle), timeout=self.timeout)
+        self.templates = copy.deepcopy(release.templates_configmap)
 
     def close(self) -> None:
         self.client.close()
 
-    def post(self, body: bytes, content_type: str = "application/json") -> httpx.Response:
+    def post(
+        self, body: bytes, content_type: str = "application/json", url: str | None = None
+    ) -> httpx.Response:
         """One POST to the webhook, verified for `host`, bounded by timeoutSeconds."""
         return self.client.post(
-            self.url,
+            url or self.url,
             params={"timeout": f"{self.timeout}s"},
             content=body,
             headers={"content-type": content_type, "accept": "application/json, */*"},
             extensions={"sni_hostname": self.host},
         )
 
-    def call(self, document: dict[str, Any]) -> dict[str, Any]:
+    def call(self, document: dict[str, Any], url: str | None = None) -> dict[str, Any]:
         """Send an AdmissionReview; its checked `response`."""
-        answer = self.post(orjson.dumps(document))
+        answer = self.post(orjson.dumps(document), url=url)
         assert answer.status_code == 200, f"{answer.status_code}: {answer.text}"
         assert answer.headers["content-type"] == "application/json"
         body = answer.json()
@@ -137,6 +171,18 @@ class LocalApiserver:
             self.admit(replicaset_pod(deployment), namespace, user=REPLICASET_CONTROLLER)
             for _ in range(replicas)
         ]
+
+    def update_templates(self, data: Mapping[str, str], *, dry_run: bool = False) -> Applied:
+        new = {**copy.deepcopy(self.templates), "data": dict(data)}
+        response = self.call(
+            configmap_review(new, self.templates, dry_run=dry_run), self.validate_url
+        )
+        warnings = tuple(response.get("warnings", ()))
+        if not response["allowed"]:
+            return Applied(False, response["status"]["message"], warnings)
+        if not dry_run:
+            self.templates = new
+        return Applied(True, warnings=warnings)
 
 
 class Connection(process.Connection):

@@ -60,6 +60,19 @@ class Release:
         return f"{ref['name']}.{ref['namespace']}.svc"
 
     @property
+    def validating_webhook(self) -> Manifest:
+        """The entry that judges edits of the templates ConfigMap."""
+        configuration = only(self.docs, "ValidatingWebhookConfiguration")
+        [entry] = configuration["webhooks"]
+        assert isinstance(entry, dict)
+        return entry
+
+    @property
+    def validate_path(self) -> str:
+        path: str = self.validating_webhook["clientConfig"]["service"]["path"]
+        return path
+
+    @property
     def service_port(self) -> int:
         """The Service port the apiserver dials (443 by default)."""
         port: int = self.webhook["clientConfig"]["service"]["port"]

@@ -37,7 +37,7 @@ from e2e.pods import (
     random_suffix,
     replicaset_pod,
 )
-from e2e.target import Admission, Target
+from e2e.target import Admission, Applied, Target
 from tests.chart.helm import CHART_DIR, Helm, only
 from tests.k8s import assert_valid
 
@@ -337,10 +337,15 @@ class Cluster:
 
 
 class ClusterApiserver:
-    """Creates Pods with kubectl: the apiserver runs the whole admission chain."""
+    """Creates Pods and updates the templates ConfigMap with kubectl: the apiserver runs the
+    whole admission chain."""
 
-    def __init__(self, kubectl: Kubectl, controllers: bool, native_sidecars: bool) -> None:
+    def __init__(
+        self, kubectl: Kubectl, controllers: bool, native_sidecars: bool, templates: Obj
+    ) -> None:
         self.kubectl = kubectl
+        self.templates = templates
+        """The templates ConfigMap as rendered (its name and namespace)."""
         self.controllers = controllers
         """False on a bare apiserver: no ReplicaSet controller, Pods are created as it would."""
         self.native_sidecars = native_sidecars
@@ -361,11 +366,7 @@ class ClusterApiserver:
         if dry_run:
             args.append("--dry-run=server")
         result = self.kubectl.run(*args, input=json.dumps(pod), check=False)
-        warnings = tuple(
-            line.removeprefix("Warning: ")
-            for line in result.stderr.splitlines()
-            if line.startswith("Warning: ")
-        )
+        warnings = kubectl_warnings(result.stderr)
         if result.returncode != 0:
             assert DENIED in result.stderr, f"kubectl create failed:\n{result.stderr}"
             return Admission(pod, False, None, result.stderr.strip(), warnings)
@@ -375,6 +376,24 @@ class ClusterApiserver:
             found = self.kubectl.run("get", "pod", metadata["name"], "-n", namespace, check=False)
             assert found.returncode != 0, "a dry-run created the Pod"
         return Admission(pod, True, stored, warnings=warnings)
+
+    def update_templates(self, data: Mapping[str, str], *, dry_run: bool = False) -> Applied:
+        metadata = self.templates["metadata"]
+        configmap = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": metadata["name"], "namespace": metadata["namespace"]},
+            "data": dict(data),
+        }
+        args = ["replace", "--filename=-", "--output=json"]
+        if dry_run:
+            args.append("--dry-run=server")
+        result = self.kubectl.run(*args, input=json.dumps(configmap), check=False)
+        warnings = kubectl_warnings(result.stderr)
+        if result.returncode != 0:
+            assert DENIED in result.stderr, f"kubectl replace failed:\n{result.stderr}"
+            return Applied(False, result.stderr.strip(), warnings)
+        return Applied(True, warnings=warnings)
 
     def create_deployment(self, deployment: Obj, namespace: str) -> list[Admission]:
         if not self.controllers:
@@ -420,6 +439,15 @@ class ClusterApiserver:
                     f"{metadata['name']} created {len(pods)} of {count} Pods:\n{events.stdout}"
                 )
             time.sleep(0.5)
+
+
+def kubectl_warnings(stderr: str) -> tuple[str, ...]:
+    """The admission warnings kubectl printed."""
+    return tuple(
+        line.removeprefix("Warning: ")
+        for line in stderr.splitlines()
+        if line.startswith("Warning: ")
+    )
 
 
 def owned_by(listing: Obj, uid: str) -> list[Obj]:
@@ -601,5 +629,10 @@ def install_target(found: Cluster, root: Path) -> Iterator[Target]:
             found.install(image_values(found.config.image), root, wait=True)
             found.wait_for_ca_bundle()
             webhook = InClusterWebhook(found.kubectl, found.release)
-        apiserver = ClusterApiserver(found.kubectl, found.controllers, found.native_sidecars)
+        apiserver = ClusterApiserver(
+            found.kubectl,
+            found.controllers,
+            found.native_sidecars,
+            found.release.templates_configmap,
+        )
         yield Target("cluster", apiserver, webhook)

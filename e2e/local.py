@@ -52,6 +52,8 @@ class LocalInjector:
 
     release: Release
     service: Service
+    args: list[str]
+    """The process's command-line arguments."""
     ca: CAIssuer
     leaf: Issued
     templates_volume: KubeletVolume
@@ -77,8 +79,11 @@ class LocalInjector:
             release.mount_path("templates"): templates.root,
             release.mount_path("tls"): tls.root,
         }
-        service = Service(local_args(release, mounts, port))
-        injector = cls(release, service, ca, leaf, templates, tls, extra_names, release.templates)
+        args = local_args(release, mounts, port)
+        service = Service(args)
+        injector = cls(
+            release, service, args, ca, leaf, templates, tls, extra_names, release.templates
+        )
         try:
             service.wait_listening()
             injector.wait_ready()
@@ -94,13 +99,7 @@ class LocalInjector:
         # reinvocationPolicy Never. IfNeeded would call it again after the in-tree plugins'
         # second run (see pods.as_stored), which the client does not model.
         assert release.webhook["reinvocationPolicy"] == "Never"
-        return LocalApiserver(
-            self.service.port,
-            release.service_host,
-            release.path,
-            release.timeout_seconds,
-            self.ca.bundle,
-        )
+        return LocalApiserver(self.service.port, release, self.ca.bundle)
 
     def connect(self) -> Connection:
         """A new connection to the webhook port, handshaken and verified now."""
@@ -130,6 +129,20 @@ class LocalInjector:
                     break
                 time.sleep(0.02)
         return self.service.stop()
+
+    @contextmanager
+    def down(self) -> Iterator[None]:
+        """The process stopped for the body of the `with`, then started again on the same
+        HTTPS port (where the webhook configurations point) and ready."""
+        port = self.service.port
+        assert self.stop() == 0
+        try:
+            yield
+        finally:
+            self.args = [a if not a.startswith("--port=") else f"--port={port}" for a in self.args]
+            self.service = Service(self.args)
+            self.service.wait_listening()
+            self.wait_ready()
 
     def readiness(self) -> int | None:
         """/readyz's status code; None once nothing listens."""

@@ -39,6 +39,16 @@ class Admission:
         return self.pod
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What came of updating the templates ConfigMap."""
+
+    allowed: bool
+    message: str = ""
+    """Why it was refused."""
+    warnings: tuple[str, ...] = ()
+
+
 class Apiserver(Protocol):
     """Creates Pods through the admission chain, as the kube-apiserver does."""
 
@@ -52,6 +62,12 @@ class Apiserver(Protocol):
 
     def create_deployment(self, deployment: Obj, namespace: str) -> list[Admission]:
         """Create `deployment`; the admissions of the Pods its ReplicaSet creates."""
+        ...
+
+    def update_templates(self, data: Mapping[str, str], *, dry_run: bool = False) -> Applied:
+        """Replace the templates ConfigMap's data with `data` (`kubectl replace`; with `dry_run`
+        only validated); the validating webhook judges it. The webhook's volume is not updated
+        (the kubelet's part): see `Webhook.edit_templates`."""
         ...
 
 

@@ -91,6 +91,11 @@ def test_a_broken_edit_keeps_the_last_good_version_until_fixed(
     target: Target, original: dict[str, str]
 ) -> None:
     webhook = target.webhook
+    if target.mode == "cluster" and not isinstance(webhook, LocalInjector):
+        pytest.skip(
+            "the chart's validating webhook refuses a broken edit at kubectl time "
+            "(test_validate.py); here the last good version is what serves after one got by"
+        )
     good = served(target)
     start = webhook.metrics()
     # One edit breaks log-shipper (an unknown key) and changes trace-agent.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import yaml
 
 from injector.errors import LoadError
 from injector.template import Template, build
+from injector.types import JSON
 from injector.yamlsrc import format_path, parse
 
 SUFFIX = ".yaml"
@@ -100,6 +103,31 @@ def directory_sources(directory: str | os.PathLike[str]) -> list[Source]:
         except (OSError, UnicodeDecodeError) as exc:
             sources.append(Source(entry.name, "", entry.name, read_error=str(exc)))
     return sources
+
+
+def object_sources(data: JSON, binary_data: JSON) -> list[Source]:
+    """The templates of a ConfigMap object as the API holds it: its `data`, and its
+    `binaryData` decoded, both of which the kubelet writes as files (dot keys are skipped,
+    as in a directory)."""
+    sources = [
+        Source(str(key), str(text), str(key))
+        for key, text in _entries(data)
+        if not str(key).startswith(".")
+    ]
+    for key, encoded in _entries(binary_data):
+        if str(key).startswith("."):
+            continue
+        try:
+            text = base64.b64decode(str(encoded), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            sources.append(Source(str(key), "", str(key), read_error=f"binaryData: {exc}"))
+        else:
+            sources.append(Source(str(key), text, str(key)))
+    return sources
+
+
+def _entries(field_value: JSON) -> list[tuple[JSON, JSON]]:
+    return list(field_value.items()) if isinstance(field_value, Mapping) else []
 
 
 def load_directory(directory: str | os.PathLike[str]) -> LoadResult:

@@ -13,6 +13,8 @@ from injector.engine import Decision, review
 from injector.policy import Settings
 from injector.service.config import OnError
 from injector.service.metrics import INTERNAL, Outcome
+from injector.summary import SEPARATOR, bounded
+from injector.validation import Verdict
 
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
@@ -133,6 +135,18 @@ def _deny(uid: str, decision: Decision) -> Answer:
         messages,
         decision.profile,
     )
+
+
+def validation_answer(uid: str, verdict: Verdict | None) -> tuple[bytes, bool]:
+    """The answer to a templates ConfigMap edit, and whether it is allowed. Errors and
+    warnings are each bounded (the first ones, then "and N more")."""
+    response: Response = {"uid": uid, "allowed": verdict is None or not verdict.errors}
+    if verdict is not None and verdict.errors:
+        message = SEPARATOR.join(bounded(verdict.errors))
+        response["status"] = {"code": 400, "message": message}
+    if verdict is not None and verdict.warnings:
+        response["warnings"] = bounded(verdict.warnings)
+    return _encode(response), response["allowed"]
 
 
 def internal_error(uid: str, on_error: OnError) -> Answer:

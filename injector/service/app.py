@@ -18,13 +18,17 @@ from injector.policy import Settings
 from injector.service.metrics import Metrics
 from injector.service.mutate import PATH, PROFILE_PATH, MutateEndpoint
 from injector.service.state import State
+from injector.service.validate import PATH as VALIDATE_PATH
+from injector.service.validate import ValidateEndpoint
 from injector.template import Template
 
 
 def webhook_app(state: State, metrics: Metrics, max_body_bytes: int) -> ASGIApp:
-    """POST /mutate and /mutate/<profile>; everything else is a 404."""
+    """POST /mutate and /mutate/<profile>, and POST /validate (templates ConfigMap edits);
+    everything else is a 404."""
     endpoint = MutateEndpoint(state, metrics, max_body_bytes)
-    routed = Starlette(routes=[Route(PATH, endpoint)])
+    validate = ValidateEndpoint(state, metrics, max_body_bytes)
+    routed = Starlette(routes=[Route(PATH, endpoint), Route(VALIDATE_PATH, validate)])
     return CloseWhenDraining(MutateFirst(endpoint, routed), state)
 
 

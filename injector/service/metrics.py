@@ -30,6 +30,8 @@ OUTCOME_REASONS: dict[Outcome, tuple[str, ...]] = {
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 ReloadResult = Literal["success", "failure"]
 RELOAD_RESULTS: tuple[ReloadResult, ...] = get_args(ReloadResult)
+ValidationResult = Literal["allowed", "denied"]
+VALIDATION_RESULTS: tuple[ValidationResult, ...] = get_args(ValidationResult)
 
 
 class Metrics:
@@ -75,6 +77,11 @@ class Metrics:
         self.tls_reloads = counter(
             "tls_reloads", "Reloads of the TLS certificate and key, by result.", ("result",)
         )
+        self.config_validations = counter(
+            "config_validations",
+            "Templates ConfigMap edits judged by POST /validate, by result.",
+            ("result",),
+        )
         self._requests = {
             (outcome, reason): self.requests.labels(outcome, reason)
             for outcome, reasons in OUTCOME_REASONS.items()
@@ -83,6 +90,7 @@ class Metrics:
         self._injections: dict[str, Counter] = {}
         self._config_reloads = {r: self.config_reloads.labels(r) for r in RELOAD_RESULTS}
         self._tls_reloads = {r: self.tls_reloads.labels(r) for r in RELOAD_RESULTS}
+        self._validations = {r: self.config_validations.labels(r) for r in VALIDATION_RESULTS}
 
     def answered(self, outcome: Outcome, reason: str, seconds: float) -> None:
         """One request to /mutate got its answer."""
@@ -118,6 +126,10 @@ class Metrics:
     def templates_reload_failed(self) -> None:
         """A reload that could not even produce a catalog; the one serving stays."""
         self._config_reloads["failure"].inc()
+
+    def validated(self, result: ValidationResult) -> None:
+        """A templates ConfigMap edit was answered (dry runs included)."""
+        self._validations[result].inc()
 
     def tls_reloaded(self, result: ReloadResult, expires_at: float) -> None:
         """A changed certificate or key was tried; `expires_at` is the one now serving."""

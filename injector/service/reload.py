@@ -16,6 +16,7 @@ from injector.policy import Settings
 from injector.service.metrics import Metrics
 from injector.service.state import State
 from injector.service.tls import KeyPair, Served, TLSError, TLSHolder, build, read_pair
+from injector.validation import emptied
 
 log = structlog.get_logger("injector.service.reload")
 
@@ -75,14 +76,9 @@ class Templates:
             self.metrics.templates_reload_failed()
             return
         old = self.state.catalog
-        if old.templates and not built.templates and not built.errors:
-            # Every template gone at once is far likelier a ConfigMap emptied by accident (or
-            # a sync gone wrong) than a wish to deny every opted-in pod: keep serving.
-            log.error(
-                "templates_reload_refused",
-                reason="the templates directory is now empty",
-                kept=sorted(old.templates),
-            )
+        refused = emptied(old.templates, built)
+        if refused is not None:
+            log.error("templates_reload_refused", reason=refused, kept=sorted(old.templates))
             self.metrics.templates_reload_failed()
             return
         new = old.merge(built)

@@ -27,7 +27,7 @@ STANDARD_LABELS = {
 def test_standard_labels_and_namespace_everywhere(default_docs: list[Manifest]) -> None:
     for doc in default_docs:
         assert set(doc["metadata"]["labels"]) >= STANDARD_LABELS, doc["kind"]
-        if doc["kind"] != "MutatingWebhookConfiguration":
+        if doc["kind"] not in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
 
 

@@ -25,6 +25,7 @@ ALWAYS = [
     "ConfigMap",
     "Deployment",
     "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
     "PodDisruptionBudget",
     "Service",
     "ServiceAccount",

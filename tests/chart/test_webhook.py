@@ -244,3 +244,64 @@ def test_no_helm_test_entry_when_tests_are_off(helm: Helm) -> None:
         "inject.sidecar-injector.io",
         "unknown-profile.profile.inject.sidecar-injector.io",
     ]
+
+
+VWC = "templates/webhook-validatingwebhookconfiguration.yaml"
+
+
+def validating(helm: Helm, values: dict[str, Any] | None = None) -> Manifest:
+    [doc] = helm.template(values, show_only=[VWC])
+    assert doc["kind"] == "ValidatingWebhookConfiguration"
+    assert len(doc["webhooks"]) == 1
+    webhook: Manifest = doc["webhooks"][0]
+    return {**doc, "webhook": webhook}
+
+
+def test_template_edits_are_validated_by_default(helm: Helm) -> None:
+    doc = validating(helm)
+    webhook = doc["webhook"]
+    assert webhook["name"] == "templates.inject.sidecar-injector.io"
+    assert webhook["failurePolicy"] == "Ignore", "a down webhook must never block fixing templates"
+    assert webhook["sideEffects"] == "None"
+    assert webhook["admissionReviewVersions"] == ["v1"]
+    assert webhook["rules"] == [
+        {
+            "operations": ["CREATE", "UPDATE"],
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "resources": ["configmaps"],
+            "scope": "Namespaced",
+        }
+    ]
+    assert webhook["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}
+    }
+    [configmap] = helm.template(show_only=["templates/templates-configmap.yaml"])
+    assert webhook["matchConditions"] == [
+        {
+            "name": "templates-configmap",
+            "expression": f"object.metadata.name == '{configmap['metadata']['name']}'",
+        }
+    ]
+    assert webhook["clientConfig"] == {
+        "service": {"name": RELEASE, "namespace": NAMESPACE, "path": "/validate", "port": 443}
+    }
+    mutating = configuration(helm)["metadata"]["annotations"]
+    assert doc["metadata"]["annotations"] == mutating, "the same CA is injected"
+
+
+def test_template_validation_follows_existing_configmap_url_and_switch(helm: Helm) -> None:
+    existing = validating(helm, {"templatesConfigMap": {"existing": "gitops-templates"}})
+    assert existing["webhook"]["matchConditions"][0]["expression"] == (
+        "object.metadata.name == 'gitops-templates'"
+    )
+    url = validating(helm, {"webhook": {"url": "https://hooks.example.com/injector/mutate"}})
+    assert url["webhook"]["clientConfig"] == {"url": "https://hooks.example.com/injector/validate"}
+    off = helm.template({"webhook": {"validateTemplates": False}})
+    assert "ValidatingWebhookConfiguration" not in {d["kind"] for d in off}
+    assert "MutatingWebhookConfiguration" in {d["kind"] for d in off}
+
+
+def test_webhook_url_must_end_in_mutate(helm: Helm) -> None:
+    error = helm.template_error({"webhook": {"url": "https://hooks.example.com/inject"}})
+    assert "url" in error and "does not match pattern" in error

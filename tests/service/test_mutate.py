@@ -300,7 +300,7 @@ async def test_wrong_method_is_405(harness: Harness) -> None:
 
 
 async def test_unknown_path_is_404(harness: Harness) -> None:
-    answer = await harness.webhook.post("/validate", content=b"{}")
+    answer = await harness.webhook.post("/webhook", content=b"{}")
     assert answer.status_code == 404
 
 

@@ -187,7 +187,7 @@ def test_an_emptied_directory_is_refused_and_everything_keeps_serving(
         time.sleep(0.05)
     assert stamps(ask(connection, "alpha")) == {"alpha": "1"}
     refused = service.events("templates_reload_refused")[0]
-    assert refused["reason"] == "the templates directory is now empty"
+    assert refused["reason"] == "the edit removes every template (alpha); at least one must stay"
     mounts.templates.write({"alpha.yaml": stamped("alpha", 2)})
     wait_for(connection, "alpha", showing(alpha=2))
 

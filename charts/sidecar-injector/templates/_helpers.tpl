@@ -177,20 +177,21 @@ sidecars on by default), pre-release and vendor suffixes such as -eks-... includ
 {{- end }}
 
 {{/*
-The webhook clientConfig for one path under /mutate (list root suffix): the external URL, or
-the Service; plus the caBundle when cert-manager does not inject it.
+The clientConfig of one webhook entry (list root path; path is /mutate, /mutate/<profile> or
+/validate): the external URL (webhook.url ends in /mutate; the path replaces that), or the
+Service; plus the caBundle when cert-manager does not inject it.
 */}}
 {{- define "sidecar-injector.clientConfig" -}}
 {{- $root := index . 0 }}
-{{- $suffix := index . 1 }}
+{{- $path := index . 1 }}
 {{- with $root }}
 {{- if .Values.webhook.url }}
-url: {{ printf "%s%s" .Values.webhook.url $suffix | quote }}
+url: {{ printf "%s%s" (trimSuffix "/mutate" .Values.webhook.url) $path | quote }}
 {{- else }}
 service:
   name: {{ include "sidecar-injector.serviceName" . }}
   namespace: {{ .Release.Namespace }}
-  path: {{ printf "/mutate%s" $suffix }}
+  path: {{ $path }}
   port: {{ .Values.service.port }}
 {{- end }}
 {{- if not .Values.certManager.enabled }}
@@ -256,7 +257,7 @@ of the /mutate path, namespaceExpressions on top of the usual exclusions, condit
   reinvocationPolicy: {{ .Values.webhook.reinvocationPolicy }}
   matchPolicy: Equivalent
   clientConfig:
-    {{- include "sidecar-injector.clientConfig" (list . $.suffix) | trim | nindent 4 }}
+    {{- include "sidecar-injector.clientConfig" (list . (printf "/mutate%s" $.suffix)) | trim | nindent 4 }}
   rules:
     - operations: ["CREATE"]
       apiGroups: [""]

@@ -1,0 +1,92 @@
+"""POST /validate: a templates ConfigMap edit, judged as a reload would judge it, so that
+`kubectl edit`/`apply` and GitOps syncs learn at once what a reload would refuse."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import structlog
+from starlette.types import Receive, Scope, Send
+
+from injector.service.admission import BadReview, parse, validation_answer
+from injector.service.http import JSON_TYPE, Refused, check_request, read_body, refuse, respond
+from injector.service.metrics import Metrics
+from injector.service.state import State
+from injector.validation import Verdict, review
+
+PATH = "/validate"
+LOGGED_ERRORS = 5
+"""The canonical line names the first problems; the denial itself carries more."""
+
+log = structlog.get_logger("injector.service.validate")
+
+
+class ValidateEndpoint:
+    """One AdmissionReview of a ConfigMap in, allowed or denied out, never a 500. Loading and
+    test-rendering every template is CPU work of up to seconds for a large ConfigMap: it runs in
+    a worker thread, one edit at a time, so admissions keep being answered meanwhile."""
+
+    def __init__(
+        self,
+        state: State,
+        metrics: Metrics,
+        max_body_bytes: int,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.state = state
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.clock = clock
+        self.limiter = anyio.CapacityLimiter(1)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = self.clock()
+        try:
+            check_request(scope["method"], scope["headers"], self.max_body_bytes)
+            request = parse(await read_body(receive, self.max_body_bytes))
+        except BadReview as exc:
+            await self._refuse(send, Refused(400, "invalid_request", str(exc)))
+            return
+        except Refused as exc:
+            await self._refuse(send, exc)
+            return
+        settings = self.state.settings
+        verdict = await anyio.to_thread.run_sync(review, request, settings, limiter=self.limiter)
+        body, allowed = validation_answer(request["uid"], verdict)
+        await respond(send, 200, JSON_TYPE, body)
+        self.metrics.validated("allowed" if allowed else "denied")
+        _log_validation(request, verdict, allowed, self.clock() - started)
+
+    async def _refuse(self, send: Send, refused: Refused) -> None:
+        await refuse(send, refused)
+        log.warning(
+            "validation_request_refused",
+            status=refused.status,
+            reason=refused.reason,
+            message=str(refused),
+        )
+
+
+def _log_validation(
+    request: dict[str, Any], verdict: Verdict | None, allowed: bool, seconds: float
+) -> None:
+    """The canonical line: who edited what, the result and the first problems; never the
+    templates themselves."""
+    user = request.get("userInfo")
+    log.info(
+        "config_validation",
+        uid=request["uid"],
+        user=user.get("username") if isinstance(user, dict) else None,
+        namespace=request.get("namespace"),
+        name=request.get("name"),
+        operation=request.get("operation"),
+        dry_run=bool(request.get("dryRun")),
+        result="allowed" if allowed else "denied",
+        errors=list(verdict.errors[:LOGGED_ERRORS]) if verdict else [],
+        error_count=len(verdict.errors) if verdict else 0,
+        warnings=len(verdict.warnings) if verdict else 0,
+        duration_ms=round(seconds * 1000, 3),
+    )

@@ -1,0 +1,33 @@
+"""Lists of messages bounded for the people who read them: kubectl output, events, logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+LIMIT = 1024
+"""Bytes of text an answer's messages (a denial, or its warnings) may take in all."""
+SEPARATOR = "; "
+
+
+def bounded(messages: Sequence[str], limit: int = LIMIT) -> list[str]:
+    """The first messages that fit in `limit` characters joined by SEPARATOR, then
+    "and N more"; a first message too long by itself is cut with "...". The result joined
+    never exceeds `limit`."""
+    kept: list[str] = []
+    used = 0
+    for index, message in enumerate(messages):
+        left = len(messages) - index - 1
+        tail = len(f"{SEPARATOR}and {left} more") if left else 0
+        cost = len(message) + (len(SEPARATOR) if kept else 0)
+        if used + cost + tail <= limit:
+            kept.append(message)
+            used += cost
+            continue
+        if kept:  # the previous message reserved room for this tail
+            left += 1
+        else:  # cut the first one rather than say nothing useful
+            kept.append(message[: max(limit - tail - 3, 0)] + "...")
+        if left:
+            kept.append(f"and {left} more")
+        return kept
+    return kept

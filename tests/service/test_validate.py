@@ -1,0 +1,178 @@
+"""POST /validate in process: templates ConfigMap edits are judged exactly as a reload judges
+them (the same fixtures fed to both), answered in bounded AdmissionReviews, counted, logged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
+
+from injector.catalog import Catalog
+from injector.policy import Settings
+from injector.service.metrics import Metrics
+from injector.service.reload import Templates
+from injector.service.state import State
+from injector.summary import LIMIT, SEPARATOR, bounded
+from tests.service.support import Harness, KubeletVolume, make_harness
+from tests.test_loader import BROKEN, GOOD, HOSTILE
+from tests.test_validation import edit
+
+pytestmark = pytest.mark.anyio
+
+SETTINGS = Settings(profiles={"mesh": ("good",)})
+
+
+def review(request: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+
+
+async def validate(harness: Harness, request: dict[str, Any]) -> dict[str, Any]:
+    answer = await harness.post(review(request), path="/validate")
+    assert answer.status_code == 200, answer.text
+    document = answer.json()
+    assert (document["apiVersion"], document["kind"]) == ("admission.k8s.io/v1", "AdmissionReview")
+    response: dict[str, Any] = document["response"]
+    assert response["uid"] == request["uid"]
+    return response
+
+
+def validations(harness: Harness, result: str) -> float | None:
+    return harness.registry.get_sample_value(
+        "sidecar_injector_config_validations_total", {"result": result}
+    )
+
+
+@pytest.fixture
+def validating(catalog: Catalog) -> Harness:
+    return make_harness(catalog, settings=SETTINGS)
+
+
+def reload_errors(tmp_path: Path, before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """What a reload of the templates directory from `before` to `after` reports: the load
+    errors of the new catalog, or the reason a reload was refused."""
+    volume = KubeletVolume(tmp_path / "templates")
+    volume.write(before)
+    state = State(SETTINGS, "deny")
+    templates = Templates(volume.root, state, Metrics(CollectorRegistry()))
+    files = templates.read()
+    assert not isinstance(files, str)
+    templates.load_first(files)
+    volume.write(after)
+    with capture_logs() as logs:
+        templates.apply(templates.build(templates.read()))
+    refused = [line["reason"] for line in logs if line["event"] == "templates_reload_refused"]
+    errors = [str(e) for errors in state.catalog.errors.values() for e in errors]
+    return refused or errors
+
+
+@pytest.mark.parametrize(
+    "after",
+    [
+        *({"good.yaml": GOOD, "t.yaml": text} for text, _ in BROKEN + HOSTILE),
+        {"good.yaml": GOOD, "notes.txt": "not a template"},
+        {},
+        {"good.yaml": GOOD},
+    ],
+)
+async def test_validate_refuses_exactly_what_a_reload_refuses(
+    validating: Harness, tmp_path: Path, after: dict[str, str]
+) -> None:
+    before = {"good.yaml": GOOD, "t.yaml": GOOD}
+    reloaded = reload_errors(tmp_path, before, after)
+    response = await validate(validating, edit(after, old=before))
+    assert response["allowed"] is (not reloaded)
+    if reloaded:
+        assert response["status"]["message"] == SEPARATOR.join(bounded(reloaded))
+
+
+async def test_a_denial_names_key_line_and_field_and_is_counted_and_logged(
+    validating: Harness,
+) -> None:
+    assert validations(validating, "allowed") == validations(validating, "denied") == 0
+    broken = GOOD.replace("busybox:1.36", "'{{ params.imge }}'")
+    with capture_logs() as logs:
+        response = await validate(
+            validating,
+            edit(
+                {"good.yaml": GOOD, "log-shipper.yaml": broken},
+                userInfo={"username": "alice@example.com", "groups": ["devs"]},
+                namespace="sidecar-injector",
+                name="sidecar-injector-templates",
+            ),
+        )
+    assert response["allowed"] is False
+    assert response["status"] == {
+        "code": 400,
+        "message": "log-shipper.yaml:3: containers[0].image: params.imge is not declared in "
+        "parameters (declared: none)",
+    }
+    assert validations(validating, "denied") == 1
+    [line] = logs
+    assert line.pop("duration_ms") >= 0
+    assert line == {
+        "event": "config_validation",
+        "log_level": "info",
+        "uid": "u",
+        "user": "alice@example.com",
+        "namespace": "sidecar-injector",
+        "name": "sidecar-injector-templates",
+        "operation": "UPDATE",
+        "dry_run": False,
+        "result": "denied",
+        "errors": [response["status"]["message"]],
+        "error_count": 1,
+        "warnings": 0,
+    }
+    assert "busybox" not in orjson.dumps(line).decode(), "templates are never logged"
+
+
+async def test_a_dry_run_is_answered_counted_and_logged_the_same(validating: Harness) -> None:
+    request = edit({"t.yaml": "containers: ["}, dryRun=True)
+    with capture_logs() as logs:
+        dry = await validate(validating, request)
+    assert dry == await validate(validating, {**request, "dryRun": False})
+    assert validations(validating, "denied") == 2
+    assert logs[0]["dry_run"] is True and logs[0]["result"] == "denied"
+
+
+async def test_warnings_and_other_objects(validating: Harness) -> None:
+    removed = await validate(validating, edit({"t.yaml": GOOD}, old={"good.yaml": GOOD}))
+    assert removed["allowed"] is True
+    assert removed["warnings"] == [
+        "the edit removes template 'good', which profile 'mesh' names: pods that rely on it "
+        "will be denied until it is back"
+    ]
+    secret = edit({"t.yaml": "containers: ["})
+    secret["kind"] = {"group": "", "version": "v1", "kind": "Secret"}
+    assert await validate(validating, secret) == {"uid": "u", "allowed": True}
+    assert validations(validating, "allowed") == 2
+
+
+async def test_a_hostile_configmap_gets_a_bounded_denial(validating: Harness) -> None:
+    many = {f"t{i}.yaml": "containers: [\n" for i in range(10_000)}
+    response = await validate(validating, edit(many))
+    message = response["status"]["message"]
+    assert len(message) <= LIMIT
+    assert message.startswith("t0.yaml:2: invalid YAML") and message.endswith(" more")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status"),
+    [
+        (b"not json", "application/json", 400),
+        (b"{}", "application/json", 400),
+        (orjson.dumps(review(edit({}))), "text/plain", 415),
+        (b" " * 4_000_000, "application/json", 413),
+    ],
+)
+async def test_bad_requests_are_4xx_not_reviews(
+    validating: Harness, body: bytes, content_type: str, status: int
+) -> None:
+    answer = await validating.post(body, content_type=content_type, path="/validate")
+    assert answer.status_code == status
+    assert answer.headers["content-type"].startswith("text/plain")
+    assert validations(validating, "allowed") == validations(validating, "denied") == 0
