@@ -16,6 +16,7 @@ ErrorReason = Literal[
     "profile_not_found",
     "namespace_not_allowed",
     "parameter_locked",
+    "too_many_templates",
 ]
 """Why an injection could not be done as requested."""
 

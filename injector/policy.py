@@ -20,6 +20,9 @@ DISABLED = "disabled"
 UNKNOWN_PROFILE = "unknown-profile"
 """The path of the catch-all webhook entry: a namespace label that names no profile."""
 RESERVED_PROFILES = frozenset({ENABLED, DISABLED, UNKNOWN_PROFILE})
+MAX_TEMPLATES = 32
+"""Templates one pod may request: far above real use, low enough that a hostile annotation
+cannot make a review (or its answer) expensive."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,14 @@ def requested(
                 f'e.g. {settings.inject_key}: "log-shipper"',
             )
         return settings.default_templates
-    names = (name.strip() for name in value.split(","))
-    return tuple(dict.fromkeys(name for name in names if name))
+    names = tuple(dict.fromkeys(name for name in (n.strip() for n in value.split(",")) if name))
+    if len(names) > MAX_TEMPLATES:
+        return InjectionError(
+            "too_many_templates",
+            f"{settings.inject_key} names {len(names)} templates; at most {MAX_TEMPLATES} may be "
+            "requested by one pod",
+        )
+    return names
 
 
 def profile_templates(

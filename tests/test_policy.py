@@ -162,3 +162,11 @@ def test_disabled_namespaces_skip_even_annotated_pods() -> None:
     annotations = {"sidecar-injector.io/inject": "a"}
     assert pod_skip(annotations, "shop", P, "disabled") == "excluded_namespace"
     assert pod_skip(annotations, "shop", P, "mesh") is None
+
+
+def test_a_pod_may_request_at_most_32_templates() -> None:
+    key = "sidecar-injector.io/inject"
+    assert len(requested({key: ",".join(f"t{i}" for i in range(32))}, S) or ()) == 32
+    error = requested({key: ",".join(f"t{i}" for i in range(33))}, S)
+    assert isinstance(error, InjectionError) and error.reason == "too_many_templates"
+    assert error.message == f"{key} names 33 templates; at most 32 may be requested by one pod"

@@ -100,7 +100,7 @@ def answer(
         response["auditAnnotations"] = {AUDIT_KEY: ",".join(decision.injected)}
     warnings = [*decision.warnings, *(e.message for e in decision.errors)]
     if warnings:
-        response["warnings"] = warnings
+        response["warnings"] = bounded(warnings)
     if decision.errors:
         outcome: Outcome = "error"
         reason: str = decision.errors[0].reason
@@ -112,20 +112,21 @@ def answer(
         reason,
         decision.requested,
         decision.injected if decision.patch else (),
-        tuple(e.message for e in decision.errors),
+        tuple(bounded([e.message for e in decision.errors])) if decision.errors else (),
         decision.profile,
     )
 
 
 def _deny(uid: str, decision: Decision) -> Answer:
-    messages = tuple(e.message for e in decision.errors)
+    """Every problem in one message (kubectl shows it; bounded, like the warnings)."""
+    messages = tuple(bounded([e.message for e in decision.errors]))
     response: Response = {
         "uid": uid,
         "allowed": False,
-        "status": {"code": 400, "message": "; ".join(messages)},
+        "status": {"code": 400, "message": SEPARATOR.join(messages)},
     }
     if decision.warnings:
-        response["warnings"] = list(decision.warnings)
+        response["warnings"] = bounded(decision.warnings)
     return Answer(
         _encode(response),
         "denied",

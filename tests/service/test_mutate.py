@@ -448,3 +448,36 @@ async def test_the_new_reasons_exist_from_start_up(harness: Harness) -> None:
     for reason in ("profile_not_found", "namespace_not_allowed", "parameter_locked"):
         assert harness.requests("denied", reason) == 0
         assert harness.requests("error", reason) == 0
+
+
+# --- bounded answers: hostile annotation values never make a large denial ---
+
+
+@pytest.mark.parametrize(
+    ("inject", "starts"),
+    [
+        (
+            ",".join(f"nope-{i}" for i in range(1000)),
+            "sidecar-injector.io/inject names 1000 templates; at most 32",
+        ),
+        (",".join(f"{'x' * 300}-{i}" for i in range(32)), f"template '{'x' * 300}-0' not found"),
+        ("y" * 100_000, "template 'yyyy"),
+    ],
+    ids=["1000-names", "32-long-names", "one-huge-name"],
+)
+async def test_denials_stay_under_one_kib(catalog: Catalog, inject: str, starts: str) -> None:
+    for on_error in ("deny", "allow"):
+        harness = make_harness(catalog, on_error)
+        with capture_logs() as logs:
+            response = await harness.review(sample(inject))
+        messages = [response["status"]["message"]] if on_error == "deny" else response["warnings"]
+        assert len("; ".join(messages)) <= 1024
+        assert messages[0].startswith(starts)
+        assert len("; ".join(logs[0]["errors"])) <= 1024, "the log line is bounded too"
+
+
+async def test_too_many_templates_is_its_own_reason(harness: Harness) -> None:
+    await harness.review(sample(",".join(f"t{i}" for i in range(33))))
+    assert harness.requests("denied", "too_many_templates") == 1
+    ok = await harness.review(sample(",".join(["log-shipper"] * 40)))
+    assert ok["allowed"] is True, "repeats count once"
