@@ -1,37 +1,30 @@
-"""The `sidecar-injector` command: serve, inject and validate. The only place that exits."""
+"""The `sidecar-injector` command: serve, inject, validate, and the operator commands check,
+outdated and explain (also as the kubectl plugin `kubectl sidecar-injector`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TextIO
 
 import yaml
 
-from injector import __version__
-from injector.catalog import Catalog
+from injector import __version__, offline
 from injector.loader import LoadResult, directory_sources, file_sources, load_sources
 from injector.manifests import inject_all
-from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings, route
+from injector.offline import DEFAULT_TEMPLATES_DIR
+from injector.ops import commands as ops_commands
+from injector.policy import route
 from injector.service.config import add_arguments as add_serve_arguments
-from injector.service.config import (
-    parse_bool,
-    parse_names,
-    parse_namespace,
-    parse_prefix,
-    parse_profiles,
-)
 
-DEFAULT_TEMPLATES_DIR = "/etc/sidecar-injector/templates"
-T = TypeVar("T")
 _Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = "sidecar-injector") -> int:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
@@ -41,9 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def build_parser() -> argparse.ArgumentParser:
+def plugin() -> int:
+    """`kubectl sidecar-injector ...`: kubectl runs `kubectl-sidecar_injector` from PATH with
+    the rest of the command line."""
+    return main(prog="kubectl sidecar-injector")
+
+
+def build_parser(prog: str = "sidecar-injector") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sidecar-injector",
+        prog=prog,
         description="Kubernetes sidecar injector: admission webhook and offline tools.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -51,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_inject(commands)
     _add_validate(commands)
+    ops_commands.add(commands)
     return parser
 
 
@@ -81,50 +81,13 @@ def _add_inject(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "Jobs and CronJobs. Other objects pass through unchanged.",
     )
     inject.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
-    inject.add_argument(
-        "--templates-dir",
-        default=os.environ.get("SIDECAR_INJECTOR_TEMPLATES_DIR", DEFAULT_TEMPLATES_DIR),
-        help="directory of <template>.yaml files (default: %(default)s)",
+    offline.add_arguments(
+        inject, os.environ.get("SIDECAR_INJECTOR_TEMPLATES_DIR", DEFAULT_TEMPLATES_DIR)
     )
-    inject.add_argument(
-        "--annotation-prefix",
-        default=DEFAULT_PREFIX,
-        type=_checked(parse_prefix),
-        help="(default: %(default)s)",
-    )
-    inject.add_argument(
-        "--default-templates",
-        default=(),
-        type=_checked(parse_names),
-        help='templates that inject: "true" stands for (CSV)',
-    )
-    inject.add_argument(
-        "--profile",
-        action="append",
-        default=[],
-        metavar="NAME=TEMPLATES",
-        help="a namespace profile, as for serve (repeatable)",
-    )
-    inject.add_argument(
-        "--native-sidecars",
-        nargs="?",
-        const=True,
-        default=False,
-        type=_checked(parse_bool),
-        metavar="true|false",
-        help="place templates' sidecars as native sidecars (init containers with "
-        "restartPolicy: Always), as serve --native-sidecars does (default: false)",
-    )
-    inject.add_argument(
-        "--namespace-label",
-        metavar="VALUE",
-        help="act as if the objects' namespace carried the label <prefix>/inject=VALUE",
-    )
-    inject.add_argument(
-        "--namespace",
-        default="default",
-        type=_checked(parse_namespace),
-        help="namespace of objects that name none, for templates' namespaces: allow-lists "
+    offline.add_namespace(
+        inject,
+        "default",
+        "namespace of objects that name none, for templates' namespaces: allow-lists "
         "(default: %(default)s)",
     )
     inject.set_defaults(handler=run_inject)
@@ -141,44 +104,21 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     validate.set_defaults(handler=run_validate)
 
 
-def _checked(parse: Callable[[str], T]) -> Callable[[str], T]:
-    """A `serve` flag parser for argparse: its "expected ..." message on a bad value."""
-
-    def checked(text: str) -> T:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
-
-    return checked
-
-
 def run_inject(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
-    templates_dir = Path(args.templates_dir)
-    if not templates_dir.is_dir():
-        print(f"error: templates directory {templates_dir} does not exist", file=sys.stderr)
-        return 2
-    result = load_sources(directory_sources(templates_dir))
-    _print_load_errors(result, prefix="warning: ")
     try:
-        profiles = parse_profiles(";".join(args.profile))
-    except ValueError as exc:
-        print(f"error: --profile: {exc}", file=sys.stderr)
+        catalog, result = offline.catalog(args.templates_dir)
+        settings = offline.settings(args)
+    except offline.UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    settings = Settings(
-        annotation_prefix=args.annotation_prefix,
-        default_templates=args.default_templates,
-        exclude_namespaces=DEFAULT_EXCLUDED,
-        profiles=profiles,
-        native_sidecars=args.native_sidecars,
-    )
+    _print_load_errors(result, prefix="warning: ")
     try:
         docs = list(yaml.safe_load_all(_read(args.filename)))
     except (OSError, yaml.YAMLError) as exc:
         print(f"error: cannot read {args.filename}: {exc}", file=sys.stderr)
         return 2
     profile = route(args.namespace_label, settings)
-    outcome = inject_all(docs, Catalog.from_load(result), settings, args.namespace, profile)
+    outcome = inject_all(docs, catalog, settings, args.namespace, profile)
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if outcome.errors:

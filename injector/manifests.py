@@ -68,7 +68,7 @@ class _Run:
         if kind == "Pod":
             return self.mutate(doc, namespace, label)
         path = POD_TEMPLATE_PATHS.get(kind)
-        template = _dig(doc, path) if path else None
+        template = dig(doc, path) if path else None
         if path is None or not isinstance(template, dict):
             return doc
         # Controllers name their pods <owner>-<suffix>; templates see that as generateName.
@@ -83,7 +83,7 @@ class _Run:
         if "generateName" not in template_meta:
             del mutated["metadata"]["generateName"]
         result = copy.deepcopy(doc)
-        target = _dig(result, path)
+        target = dig(result, path)
         target["metadata"] = mutated["metadata"]
         target["spec"] = mutated["spec"]
         return result
@@ -98,7 +98,8 @@ class _Run:
         return patched
 
 
-def _dig(doc: JSON, path: tuple[str, ...]) -> JSON:
+def dig(doc: JSON, path: tuple[str, ...]) -> JSON:
+    """The value at `path` in nested maps, or None."""
     for key in path:
         if not isinstance(doc, dict):
             return None

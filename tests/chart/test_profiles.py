@@ -4,11 +4,11 @@ templates) and a catch-all for label values that name none, routed exactly as th
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
+from injector.ops.selectors import matches
 from injector.policy import DISABLED, Settings, route
 from tests.k8s import assert_valid
 
@@ -30,24 +30,6 @@ def render(helm: Helm, profiles: dict[str, list[str]], defaults: list[str], url:
     if url:
         values["webhook"] = {"url": URL}
     return helm.template(values, show_only=[MWC, DEPLOYMENT])
-
-
-def matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """Kubernetes label-selector semantics (matchLabels and the four operators)."""
-    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
-        return False
-    for expression in selector.get("matchExpressions", []):
-        key, operator = expression["key"], expression["operator"]
-        values = expression.get("values", [])
-        ok = {
-            "In": key in labels and labels[key] in values,
-            "NotIn": key not in labels or labels[key] not in values,
-            "Exists": key in labels,
-            "DoesNotExist": key not in labels,
-        }[operator]
-        if not ok:
-            return False
-    return True
 
 
 def path_of(webhook: Manifest) -> str:

@@ -1,0 +1,391 @@
+"""`check`: is the install healthy? One ✔/⚠/✖ line per check, each ✖ with what to do. The
+cluster is read once into a Snapshot; the checks are plain functions over it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from lightkube import Client
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.models.admissionregistration_v1 import MutatingWebhook, ValidatingWebhook
+from lightkube.resources.core_v1 import ConfigMap, Namespace, Secret, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
+
+from injector.catalog import Catalog
+from injector.loader import Source, load_sources, object_sources
+from injector.ops.certs import decode_bundle, verify
+from injector.ops.install import Install
+from injector.ops.kube import PAGE, AccessError, reading
+from injector.policy import DISABLED, ENABLED
+from injector.summary import SEPARATOR, bounded
+from injector.validation import judge
+
+Level = Literal["ok", "warn", "fail"]
+SYMBOLS: dict[Level, str] = {"ok": "✔", "warn": "⚠", "fail": "✖"}
+EXPIRY_WARNING_DAYS = 14
+Certificate = create_namespaced_resource("cert-manager.io", "v1", "Certificate", "certificates")
+
+
+@dataclass(frozen=True)
+class Result:
+    level: Level
+    check: str
+    message: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{SYMBOLS[self.level]} {self.check}: {self.message}"
+        return f"{text}\n    → {self.fix}" if self.fix else text
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything the checks look at, read once."""
+
+    install: Install
+    service_type: str | None
+    """The webhook Service's type; None when there is none."""
+    ready_endpoints: int
+    serving_chain: bytes | str
+    """The serving Secret's tls.crt, or why it could not be read."""
+    certificates: list[tuple[str, str | None, str]] | None
+    """(name, secretName, Ready condition "True"/"False: reason") of cert-manager
+    Certificates in the release namespace; None without cert-manager's CRDs."""
+    templates: list[Source]
+    labeled_namespaces: dict[str, str]
+    """Namespace → its `<prefix>/inject` label."""
+
+
+def run_checks(snapshot: Snapshot, now: datetime.datetime) -> list[Result]:
+    checks: tuple[Callable[[Snapshot, datetime.datetime], Iterator[Result]], ...] = (
+        _configurations,
+        _endpoints,
+        _trust,
+        _certificate,
+        _replicas,
+        _templates,
+        _profiles,
+        _namespaces,
+    )
+    return [result for check in checks for result in check(snapshot, now)]
+
+
+Webhook = MutatingWebhook | ValidatingWebhook
+
+
+def _entries(install: Install) -> list[Webhook]:
+    entries: list[Webhook] = []
+    if install.mutating is not None:
+        entries += install.mutating.webhooks or []
+    if install.validating is not None:
+        entries += install.validating.webhooks or []
+    return entries
+
+
+def _configurations(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
+    install = snapshot.install
+    release = f"release {install.release!r} in namespace {install.namespace}"
+    if install.mutating is None or not install.mutating.webhooks:
+        yield Result(
+            "fail",
+            "webhook configuration",
+            f"no MutatingWebhookConfiguration for {release}: no pod is injected",
+            f"helm upgrade --install {install.release} ... -n {install.namespace}",
+        )
+    else:
+        names = ", ".join(w.name for w in install.mutating.webhooks)
+        yield Result("ok", "webhook configuration", f"mutating entries: {names}")
+    if install.validating is None:
+        yield Result(
+            "warn",
+            "template validation",
+            "no ValidatingWebhookConfiguration: broken template edits are not refused at "
+            "kubectl time (webhook.validateTemplates=false?)",
+        )
+    else:
+        yield Result("ok", "template validation", "edits of the templates ConfigMap are checked")
+
+
+def _endpoints(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
+    entries = _entries(snapshot.install)
+    if entries and all(w.clientConfig.url for w in entries):
+        yield Result("ok", "endpoints", "the webhooks are called at webhook.url")
+        return
+    if snapshot.service_type is None:
+        yield Result(
+            "fail",
+            "endpoints",
+            "the webhook Service does not exist",
+            "helm upgrade the release to create it",
+        )
+    elif snapshot.service_type == "ExternalName":
+        yield Result(
+            "warn", "endpoints", "the webhook Service is an ExternalName: endpoints not checked"
+        )
+    elif snapshot.ready_endpoints == 0:
+        deployment = snapshot.install.deployment.metadata
+        name = deployment.name if deployment else "the webhook"
+        yield Result(
+            "fail",
+            "endpoints",
+            "the webhook Service has no ready endpoint: the apiserver cannot call it",
+            f"kubectl -n {snapshot.install.namespace} describe deployment {name}; "
+            "check the pods' readiness (/readyz)",
+        )
+    else:
+        yield Result("ok", "endpoints", f"{snapshot.ready_endpoints} ready endpoint(s)")
+
+
+def _trust(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
+    """Every entry's caBundle verifies the serving certificate for the name it dials."""
+    if isinstance(snapshot.serving_chain, str):
+        yield Result(
+            "fail",
+            "serving certificate",
+            snapshot.serving_chain,
+            "check the serving Secret (cert-manager's Certificate, or tls.existingSecret)",
+        )
+        return
+    problems: dict[str, list[str]] = {}
+    days: int | None = None
+    for entry in _entries(snapshot.install):
+        config = entry.clientConfig
+        if config.url:
+            name = urlsplit(config.url).hostname or ""
+        elif config.service is not None:
+            name = f"{config.service.name}.{config.service.namespace}.svc"
+        else:
+            continue
+        finding = verify(decode_bundle(config.caBundle or ""), snapshot.serving_chain, name, now)
+        days = finding.days_left(now)
+        for problem in finding.problems:
+            problems.setdefault(problem, []).append(entry.name)
+    if not problems:
+        left = f"; it expires in {days} day(s)" if days is not None else ""
+        level: Level = "warn" if days is not None and days < EXPIRY_WARNING_DAYS else "ok"
+        yield Result(level, "serving certificate", f"every caBundle verifies it{left}")
+        return
+    for problem, entries in problems.items():
+        yield Result(
+            "fail",
+            "serving certificate",
+            f"{problem} (entries: {', '.join(entries)})",
+            _trust_fix(problem, snapshot.install),
+        )
+
+
+def _trust_fix(problem: str, install: Install) -> str:
+    if "expired" in problem:
+        return "renew it: cmctl renew, or replace tls.existingSecret; the service reloads it"
+    if "does not cover" in problem:
+        return "reissue it for the name the apiserver dials (the Service's DNS name or the url)"
+    return (
+        "make the caBundle the CA that signs the serving certificate: with cert-manager, check "
+        "the cainjector and the cert-manager.io/inject-ca-from annotation; without, set "
+        "webhook.caBundle to that CA and helm upgrade"
+    )
+
+
+def _certificate(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
+    if snapshot.certificates is None:
+        return
+    serving = [c for c in snapshot.certificates if c[1] == snapshot.install.tls_secret]
+    if not serving:
+        return
+    name, _, ready = serving[0]
+    if ready == "True":
+        yield Result("ok", "cert-manager", f"Certificate {name} is Ready")
+    else:
+        yield Result(
+            "fail",
+            "cert-manager",
+            f"Certificate {name} is not Ready ({ready})",
+            f"kubectl -n {snapshot.install.namespace} describe certificate {name}",
+        )
+
+
+def _replicas(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
+    deployment = snapshot.install.deployment
+    ready = (deployment.status.readyReplicas if deployment.status else None) or 0
+    wanted = deployment.spec.replicas if deployment.spec and deployment.spec.replicas else 1
+    name = deployment.metadata.name if deployment.metadata else "?"
+    failing_closed = any(w.failurePolicy == "Fail" for w in _entries(snapshot.install))
+    if ready == 0:
+        yield Result(
+            "fail",
+            "replicas",
+            f"deployment {name} has no ready replica (of {wanted})",
+            f"kubectl -n {snapshot.install.namespace} describe deployment {name}",
+        )
+    elif ready < 2 and failing_closed:
+        yield Result(
+            "warn",
+            "replicas",
+            f"deployment {name} has {ready} ready replica with failurePolicy Fail: a restart "
+            "blocks opted-in pods",
+        )
+    else:
+        yield Result("ok", "replicas", f"{ready}/{wanted} ready")
+
+
+def _templates(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
+    settings = snapshot.install.config.settings
+    verdict = judge(snapshot.templates, (), settings)
+    name = snapshot.install.templates_configmap
+    if verdict.errors:
+        yield Result(
+            "fail",
+            "templates",
+            f"ConfigMap {name}: {SEPARATOR.join(bounded(verdict.errors))}",
+            "fix the templates (sidecar-injector validate shows every problem); pods asking "
+            "for a broken one are denied",
+        )
+    else:
+        count = len([s for s in snapshot.templates if s.key.endswith(".yaml")])
+        yield Result("ok", "templates", f"ConfigMap {name}: {count} template(s) load")
+
+
+def _profiles(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
+    settings = snapshot.install.config.settings
+    catalog = Catalog.from_load(load_sources(snapshot.templates))
+    missing = {
+        profile: catalog.missing(names) for profile, names in settings.routed_profiles.items()
+    }
+    bad = {profile: names for profile, names in missing.items() if names}
+    for profile, names in sorted(bad.items()):
+        who = "the default templates" if profile == ENABLED else f"profile {profile!r}"
+        yield Result(
+            "fail",
+            "profiles",
+            f"{who} name(s) {', '.join(names)}, which do not load: pods relying on it are denied",
+            "add the template(s) to the ConfigMap or change config.profiles",
+        )
+    if not bad and settings.routed_profiles:
+        yield Result("ok", "profiles", f"{', '.join(sorted(settings.routed_profiles))}")
+
+
+def _namespaces(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
+    settings = snapshot.install.config.settings
+    valid = {*settings.routed_profiles, DISABLED}
+    key = settings.inject_key
+    for namespace, value in sorted(snapshot.labeled_namespaces.items()):
+        if value in valid:
+            continue
+        why = (
+            "asks for the default templates, but none are configured"
+            if value == ENABLED
+            else "names no profile"
+        )
+        yield Result(
+            "fail",
+            "namespace labels",
+            f"namespace {namespace} is labeled {key}={value}, which {why}: its pods are denied",
+            f"kubectl label namespace {namespace} {key}=<one of: {', '.join(sorted(valid))}> "
+            "--overwrite",
+        )
+    if snapshot.labeled_namespaces and all(
+        v in valid for v in snapshot.labeled_namespaces.values()
+    ):
+        yield Result(
+            "ok", "namespace labels", f"{len(snapshot.labeled_namespaces)} labeled namespace(s)"
+        )
+
+
+# --- reading the cluster ---
+
+
+def snapshot(client: Client, install: Install) -> Snapshot:
+    namespace = install.namespace
+    service_type, ready = _service(client, install)
+    with reading(f"get configmap {install.templates_configmap} in namespace {namespace}"):
+        configmap = client.get(ConfigMap, install.templates_configmap, namespace=namespace)
+    key = install.config.settings.inject_key
+    with reading("list namespaces"):
+        labeled = {
+            ns.metadata.name: (ns.metadata.labels or {})[key]
+            for ns in client.list(Namespace, labels={key: None}, chunk_size=PAGE)
+            if ns.metadata and ns.metadata.name
+        }
+    return Snapshot(
+        install,
+        service_type,
+        ready,
+        _serving_chain(client, install),
+        _certificates(client, namespace),
+        object_sources(configmap.data, configmap.binaryData),
+        labeled,
+    )
+
+
+def _service(client: Client, install: Install) -> tuple[str | None, int]:
+    references = [
+        w.clientConfig.service for w in _entries(install) if w.clientConfig.service is not None
+    ]
+    if not references:
+        return None, 0
+    name = references[0].name
+    try:
+        with reading(f"get service {name} in namespace {install.namespace}"):
+            service = client.get(Service, name, namespace=install.namespace)
+    except AccessError as exc:
+        if exc.code == 404:
+            return None, 0
+        raise
+    with reading(f"list endpointslices in namespace {install.namespace}"):
+        slices = client.list(
+            EndpointSlice,
+            namespace=install.namespace,
+            labels={"kubernetes.io/service-name": name},
+        )
+        ready = sum(
+            1
+            for s in slices
+            for e in s.endpoints or ()
+            if e.conditions is None or e.conditions.ready is not False
+        )
+    return (service.spec.type if service.spec else None) or "ClusterIP", ready
+
+
+def _serving_chain(client: Client, install: Install) -> bytes | str:
+    if install.tls_secret is None:
+        return "the webhook pods mount no serving Secret"
+    name = install.tls_secret
+    try:
+        with reading(f"get secret {name} in namespace {install.namespace}"):
+            secret = client.get(Secret, name, namespace=install.namespace)
+    except AccessError as exc:
+        if exc.code == 404:
+            return f"the serving Secret {name} does not exist"
+        raise
+    encoded = (secret.data or {}).get("tls.crt")
+    try:
+        return base64.b64decode(encoded or "", validate=True) or f"Secret {name} has no tls.crt"
+    except (binascii.Error, ValueError):
+        return f"Secret {name}'s tls.crt is not base64"
+
+
+def _certificates(client: Client, namespace: str) -> list[tuple[str, str | None, str]] | None:
+    try:
+        with reading(f"list certificates.cert-manager.io in namespace {namespace}"):
+            found = list(client.list(Certificate, namespace=namespace))
+    except AccessError as exc:
+        if exc.code == 404:
+            return None  # no cert-manager CRDs: TLS comes from tls.existingSecret
+        raise
+    result = []
+    for certificate in found:
+        spec = certificate.get("spec") or {}
+        conditions = (certificate.get("status") or {}).get("conditions") or []
+        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+        state = "not issued yet" if ready is None else str(ready.get("status"))
+        if ready is not None and ready.get("status") != "True":
+            state = f"{ready.get('status')}: {ready.get('reason')}: {ready.get('message')}"
+        name = certificate.metadata.name if certificate.metadata else "?"
+        result.append((name or "?", spec.get("secretName"), state))
+    return result

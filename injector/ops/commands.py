@@ -1,0 +1,345 @@
+"""`check`, `outdated` and `explain` on the command line: flags, output (table or JSON) and
+exit codes — 0 fine, 1 found a problem, 2 a usage or access error (one line, no traceback).
+The cluster client is imported when a command runs, so `inject` and `serve` never load it."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
+
+import orjson
+import yaml
+
+from injector import offline
+from injector.manifests import POD_TEMPLATE_PATHS, dig
+from injector.types import Obj
+
+if TYPE_CHECKING:
+    from lightkube import Client
+
+    from injector.ops.explain import Explanation, World
+    from injector.ops.install import Install
+
+RELEASE_NAMESPACE = "sidecar-injector"
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def add(commands: Commands) -> None:
+    _add_check(commands)
+    _add_outdated(commands)
+    _add_explain(commands)
+
+
+def _cluster_flags(parser: argparse.ArgumentParser) -> None:
+    """Like kubectl's; accepted after the subcommand, as a kubectl plugin receives them."""
+    parser.add_argument(
+        "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)"
+    )
+    parser.add_argument("--context", help="kubeconfig context (default: the current one)")
+    parser.add_argument(
+        "--release-namespace",
+        default=RELEASE_NAMESPACE,
+        help="namespace of the sidecar-injector release (default: %(default)s)",
+    )
+    parser.add_argument("-o", "--output", choices=["table", "json"], default="table")
+
+
+def _add_check(commands: Commands) -> None:
+    check = commands.add_parser(
+        "check",
+        help="is the install healthy? one line per check; exit 1 on any ✖",
+        description="Checks the webhook configurations, their endpoints, that every caBundle "
+        "verifies the serving certificate, cert-manager's Certificate, ready replicas, the "
+        "templates ConfigMap, the profiles and the namespaces' labels. Read-only.",
+    )
+    _cluster_flags(check)
+    check.add_argument("-n", dest="release_namespace", help="same as --release-namespace")
+    check.set_defaults(handler=run_check)
+
+
+def _add_outdated(commands: Commands) -> None:
+    outdated = commands.add_parser(
+        "outdated",
+        help="pods running an older version of a template than the ConfigMap holds",
+        description="Pods whose status annotation records a template digest that differs from "
+        "the templates ConfigMap's now (or a template that is gone), grouped by workload, with "
+        "the command that replaces them. Read-only; pods are listed in pages.",
+    )
+    _cluster_flags(outdated)
+    where = outdated.add_mutually_exclusive_group()
+    where.add_argument("-n", "--namespace", help="the pods' namespace (default: the context's)")
+    where.add_argument("-A", "--all-namespaces", action="store_true")
+    outdated.add_argument(
+        "--exit-code", action="store_true", help="exit 1 when any pod is outdated"
+    )
+    outdated.set_defaults(handler=run_outdated)
+
+
+def _add_explain(commands: Commands) -> None:
+    explain = commands.add_parser(
+        "explain",
+        help="why is (or would) a pod (not) be injected, and what to change",
+        description="For a pod in the cluster (POD -n NS) or the pods of a manifest (-f): "
+        "injected or not, the first reason in the order the webhook decides, what to change, "
+        "and near misses. With --templates-dir it works offline (the other settings from "
+        "flags, as for inject). Exit 0 when injected, 1 when not.",
+    )
+    _cluster_flags(explain)
+    explain.add_argument("pod", nargs="?", help="name of a pod in the cluster")
+    explain.add_argument("-f", "--filename", help="manifest file, or - for stdin")
+    offline.add_namespace(
+        explain, None, "the pod's namespace (default: the manifest's, else the context's)"
+    )
+    offline.add_arguments(explain, None)
+    explain.set_defaults(handler=run_explain)
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"sidecar-injector {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _guarded(command: str, body: Callable[[], int]) -> int:
+    """Run a command; an access or usage problem is one line and exit 2."""
+    from injector.ops.kube import AccessError  # noqa: PLC0415
+
+    try:
+        return body()
+    except (AccessError, offline.UsageError) as exc:
+        return _fail(command, str(exc))
+    except Exception as exc:  # a bug: still one line, never a traceback in a user's face
+        return _fail(command, f"unexpected {type(exc).__name__}: {exc} (a bug: please report it)")
+
+
+def _client(args: argparse.Namespace) -> Client:
+    from injector.ops.kube import connect  # noqa: PLC0415
+
+    return connect(args.kubeconfig, args.context)
+
+
+def _install(client: Client, args: argparse.Namespace) -> Install:
+    from injector.ops.install import find  # noqa: PLC0415
+
+    return find(client, args.release_namespace)
+
+
+# --- check ---
+
+
+def run_check(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
+    def body() -> int:
+        from injector.ops.check import SYMBOLS, run_checks, snapshot  # noqa: PLC0415
+
+        client = _client(args)
+        install = _install(client, args)
+        results = run_checks(snapshot(client, install), datetime.datetime.now(datetime.UTC))
+        failed = any(r.level == "fail" for r in results)
+        if args.output == "json":
+            _json(
+                stdout,
+                {
+                    "release": install.release,
+                    "namespace": install.namespace,
+                    "ok": not failed,
+                    "checks": [
+                        {"level": r.level, "check": r.check, "message": r.message, "fix": r.fix}
+                        for r in results
+                    ],
+                },
+            )
+        else:
+            print(f"release {install.release!r} in namespace {install.namespace}", file=stdout)
+            for result in results:
+                print(result.line(), file=stdout)
+            marks = [SYMBOLS[r.level] for r in results]
+            print(
+                f"{marks.count('✔')} ok, {marks.count('⚠')} warning(s), {marks.count('✖')} failed",
+                file=stdout,
+            )
+        return 1 if failed else 0
+
+    return _guarded("check", body)
+
+
+# --- outdated ---
+
+
+def run_outdated(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
+    def body() -> int:
+        from injector.ops.install import catalog_of  # noqa: PLC0415
+        from injector.ops.outdated import (  # noqa: PLC0415
+            ALL_NAMESPACES,
+            PARENTS,
+            parents,
+            report,
+            scan,
+        )
+
+        client = _client(args)
+        install = _install(client, args)
+        catalog, _ = catalog_of(client, install)
+        namespace = ALL_NAMESPACES if args.all_namespaces else args.namespace or client.namespace
+        status_key = install.config.settings.status_key
+        pods = list(scan(client, namespace, status_key))
+        kinds = {p.owner[0] for p in pods if p.owner and p.status is not None} & PARENTS.keys()
+        owners = parents(client, namespace, kinds) if kinds else {}
+        current = {name: t.digest for name, t in catalog.templates.items()}
+        found = report(pods, owners, current, catalog.broken)
+        if args.output == "json":
+            _json(stdout, found.to_json())
+        else:
+            _outdated_table(found, stdout)
+        return 1 if args.exit_code and found.outdated_pods else 0
+
+    return _guarded("outdated", body)
+
+
+def _outdated_table(found: Any, stdout: TextIO) -> None:
+    rows = [
+        (
+            w.kind,
+            w.namespace,
+            w.name,
+            str(len(w.pods)),
+            ", ".join(
+                sorted({f"{s.template} ({s.reason})" for pods in w.pods.values() for s in pods})
+            ),
+            w.command,
+        )
+        for w in found.workloads
+    ]
+    if rows:
+        _table(("KIND", "NAMESPACE", "NAME", "PODS", "TEMPLATES", "TO REPLACE THEM"), rows, stdout)
+    for template in found.broken:
+        print(
+            f"note: template {template!r} fails to load now; its pods are not counted as outdated",
+            file=sys.stderr,
+        )
+    for namespace, pod, error in found.errors:
+        print(f"error: pod {namespace}/{pod}: {error}", file=sys.stderr)
+    print(
+        f"{found.outdated_pods} of {found.scanned} pod(s) run an outdated template",
+        file=sys.stderr,
+    )
+
+
+# --- explain ---
+
+
+def run_explain(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
+    def body() -> int:
+        if bool(args.pod) == bool(args.filename):
+            raise offline.UsageError("give a POD name or -f MANIFEST (one of them)")
+        if args.pod and args.templates_dir:
+            raise offline.UsageError("--templates-dir works with -f MANIFEST only")
+        explanations = _explain_offline(args) if args.templates_dir else _explain_online(args)
+        if args.output == "json":
+            _json(stdout, [e.to_json() for e in explanations])
+        else:
+            for explanation in explanations:
+                print("\n".join(explanation.lines()), file=stdout)
+        return 0 if explanations and all(e.injected for e in explanations) else 1
+
+    return _guarded("explain", body)
+
+
+def _explain_offline(args: argparse.Namespace) -> list[Explanation]:
+    from injector.ops.explain import World  # noqa: PLC0415
+
+    catalog, _ = offline.catalog(args.templates_dir)
+    settings = offline.settings(args)
+    key = settings.inject_key
+    labels = {key: args.namespace_label} if args.namespace_label is not None else {}
+    world = World(settings, catalog, labels)
+    return _explain_manifest(args.filename, args.namespace or "default", lambda _: world)
+
+
+def _explain_online(args: argparse.Namespace) -> list[Explanation]:
+    from lightkube.resources.core_v1 import Namespace, Pod  # noqa: PLC0415
+
+    from injector.ops.explain import World, explain  # noqa: PLC0415
+    from injector.ops.install import catalog_of  # noqa: PLC0415
+    from injector.ops.kube import AccessError, reading  # noqa: PLC0415
+
+    client = _client(args)
+    install = _install(client, args)
+    catalog, _ = catalog_of(client, install)
+    settings = install.config.settings
+    entries = [w.to_dict() for w in install.mutating.webhooks or ()] if install.mutating else None
+    worlds: dict[str, World] = {}
+
+    def world(namespace: str) -> World:
+        if namespace not in worlds:
+            try:
+                with reading(f"get namespace {namespace}"):
+                    found = client.get(Namespace, namespace)
+                labels = dict(found.metadata.labels or {}) if found.metadata else {}
+            except AccessError as exc:
+                if exc.code != 404:
+                    raise
+                labels = {}  # a manifest for a namespace not created yet
+            worlds[namespace] = World(settings, catalog, labels, entries)
+        return worlds[namespace]
+
+    if args.filename:
+        return _explain_manifest(args.filename, args.namespace or client.namespace, world)
+    namespace = args.namespace or client.namespace
+    with reading(f"get pod {args.pod} in namespace {namespace}"):
+        pod = client.get(Pod, args.pod, namespace=namespace).to_dict()
+    return [explain(f"Pod {namespace}/{args.pod}", pod, namespace, world(namespace))]
+
+
+def _explain_manifest(
+    filename: str, default_namespace: str, world: Callable[[str], World]
+) -> list[Explanation]:
+    from injector.ops.explain import explain  # noqa: PLC0415
+
+    try:
+        text = sys.stdin.read() if filename == "-" else open(filename, encoding="utf-8").read()  # noqa: SIM115
+        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    except (OSError, yaml.YAMLError) as exc:
+        raise offline.UsageError(f"cannot read {filename}: {exc}") from None
+    found = []
+    for doc, pod, owner in _pods(docs):
+        metadata = doc.get("metadata") or {}
+        namespace = str(metadata.get("namespace") or default_namespace)
+        label = f"{doc.get('kind')} {namespace}/{metadata.get('name', '?')}"
+        found.append(explain(label, pod, namespace, world(namespace), owner))
+    if not found:
+        raise offline.UsageError(f"{filename} holds no Pod and no workload with a pod template")
+    return found
+
+
+def _pods(docs: Iterable[Obj]) -> Iterable[tuple[Obj, Obj, Obj | None]]:
+    """(object, pod, workload or None) for Pods and the pod templates of workloads; a pod
+    template is seen as the pod its controller creates (its name a generateName)."""
+    for doc in docs:
+        kind = doc.get("kind")
+        if kind == "Pod":
+            yield doc, doc, None
+            continue
+        path = POD_TEMPLATE_PATHS.get(str(kind))
+        template = dig(doc, path) if path else None
+        if isinstance(template, dict):
+            name = (doc.get("metadata") or {}).get("name", "")
+            metadata = {"generateName": f"{name}-", **(template.get("metadata") or {})}
+            yield doc, {"metadata": metadata, "spec": template.get("spec") or {}}, doc
+
+
+# --- output ---
+
+
+def _json(stdout: TextIO, data: Any) -> None:
+    stdout.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], stdout: TextIO) -> None:
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
+            file=stdout,
+        )

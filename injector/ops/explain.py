@@ -1,0 +1,236 @@
+"""`explain`: whether a pod is (or a manifest's pods would be) injected, and if not the first
+reason in the order the apiserver and the webhook decide, with what to change — plus the near
+misses that otherwise fail silently (a typo in the annotation key, another injector's prefix,
+the annotation on a Deployment instead of its pod template)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from injector.catalog import Catalog
+from injector.engine import decide
+from injector.errors import ErrorReason
+from injector.ops.outdated import PodRecord, report
+from injector.ops.selectors import matches, opted_out
+from injector.policy import DISABLED, Settings, route
+from injector.types import JSON, Obj
+
+NEAR = 2
+"""Edit distance within which an annotation key is taken for a typo of one we read."""
+
+FIXES: dict[ErrorReason, str] = {
+    "template_not_found": "name an existing template in the annotation (or have the operator "
+    "add it to the templates ConfigMap)",
+    "template_load_failed": "the template is broken in the ConfigMap: the operator fixes it "
+    "(sidecar-injector validate shows where)",
+    "invalid_parameter": "give the override annotation a valid value, or remove it",
+    "parameter_locked": "remove the override annotation: the operator fixed that parameter",
+    "namespace_not_allowed": "request it from an allowed namespace, or ask the operator to add "
+    "this one to the template's namespaces: list",
+    "conflict": "rename the pod's container or volume that clashes",
+    "render_failed": "the template cannot render for this pod (see the message); tell the "
+    "template's owner",
+    "no_default_templates": 'name the templates instead of "true"',
+    "invalid_pod": "fix the pod spec named in the message",
+    "profile_not_found": "label the namespace with an existing profile, or remove the label",
+    "too_many_templates": "request fewer templates",
+}
+
+
+@dataclass
+class Explanation:
+    """The verdict for one pod (or pod template)."""
+
+    target: str
+    injected: bool
+    reason: str
+    message: str
+    fix: str = ""
+    hints: list[str] = field(default_factory=list)
+    outdated: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "injected": self.injected,
+            "reason": self.reason,
+            "message": self.message,
+            "fix": self.fix,
+            "hints": self.hints,
+            "outdated": self.outdated,
+        }
+
+    def lines(self) -> list[str]:
+        verdict = "injected" if self.injected else "not injected"
+        out = [f"{self.target}: {verdict}", f"  why: {self.message}"]
+        if self.fix:
+            out.append(f"  fix: {self.fix}")
+        out += [f"  outdated: {o}" for o in self.outdated]
+        out += [f"  hint: {h}" for h in self.hints]
+        return out
+
+
+@dataclass(frozen=True)
+class World:
+    """What the decision depends on besides the pod."""
+
+    settings: Settings
+    catalog: Catalog
+    namespace_labels: Mapping[str, str]
+    entries: Sequence[Mapping[str, JSON]] | None = None
+    """The mutating webhook entries as the cluster stores them (their selectors); None
+    offline, where only the service's own settings are known."""
+
+
+def explain(
+    target: str, pod: Obj, namespace: str, world: World, owner: Obj | None = None
+) -> Explanation:
+    """Why `pod` (created in `namespace`) is or is not injected; `owner` is the workload a pod
+    template comes from, whose own annotations may hold a misplaced opt-in."""
+    found = _decide(target, pod, namespace, world)
+    if not found.injected:
+        found.hints = hints(pod, world, owner)
+    return found
+
+
+def _decide(target: str, pod: Obj, namespace: str, world: World) -> Explanation:
+    settings = world.settings
+    key = settings.inject_key
+    annotations: Mapping[str, JSON] = pod.get("metadata", {}).get("annotations") or {}
+    status = annotations.get(settings.status_key)
+    if isinstance(status, str):
+        return _injected(target, status, world)
+    label = world.namespace_labels.get(key)
+    profile = route(label, settings)
+    if namespace in settings.exclude_namespaces or not _selected(pod, namespace, world):
+        return Explanation(
+            target,
+            False,
+            "excluded_namespace",
+            f"namespace {namespace} or this pod is never sent to the webhook (kube-system, the "
+            "release namespace, config.excludeNamespaces and the webhook's own "
+            "namespaceSelector/objectSelector leave it out)",
+            "run it in a namespace the webhook serves",
+        )
+    if profile == DISABLED:
+        return Explanation(
+            target,
+            False,
+            "namespace_disabled",
+            f"namespace {namespace} is labeled {key}={DISABLED}: nothing is injected there, "
+            "even with the annotation",
+            f"kubectl label namespace {namespace} {key}- (or label it with a profile)",
+        )
+    own = annotations.get(key)
+    if not isinstance(own, str) and profile is None:
+        return Explanation(
+            target,
+            False,
+            "not_requested",
+            f"the pod has no {key} annotation and namespace {namespace} no {key} label",
+            f'annotate the pod (for a workload, its pod template) with {key}: "<template>", or '
+            f"label the namespace: kubectl label namespace {namespace} {key}=<profile>",
+        )
+    if isinstance(own, str) and opted_out(own):
+        return Explanation(
+            target,
+            False,
+            "opted_out",
+            f"its annotation {key}: {own!r} keeps it away from the webhook",
+            "remove the annotation (in a profile namespace) or name the templates",
+        )
+    decision = decide(pod, namespace, world.catalog, settings, profile)
+    if decision.errors:
+        first = decision.errors[0]
+        return Explanation(target, False, first.reason, first.message, FIXES[first.reason])
+    if decision.skip is not None:
+        return Explanation(target, False, decision.skip, f"the webhook skips it ({decision.skip})")
+    by = f" (profile {decision.profile})" if decision.profile else ""
+    return Explanation(
+        target, True, "injected", f"would be injected with {', '.join(decision.injected)}{by}"
+    )
+
+
+def _injected(target: str, status: str, world: World) -> Explanation:
+    current = {name: t.digest for name, t in world.catalog.templates.items()}
+    found = report([PodRecord("", target, None, status)], {}, current, world.catalog.broken)
+    if found.errors:
+        return Explanation(target, True, "injected", f"injected, but {found.errors[0][2]}")
+    stale = [s for w in found.workloads for pods in w.pods.values() for s in pods]
+    outdated = [
+        f"{s.template}: the template {'was removed' if s.reason == 'removed' else 'changed'} "
+        "since; recreate the pod (kubectl rollout restart for a workload)"
+        for s in stale
+    ]
+    record = orjson.loads(status)
+    names = ", ".join(t["name"] for t in record["templates"])
+    by = f" (profile {record['profile']})" if record.get("profile") else ""
+    current_note = "" if outdated else ", all current"
+    message = f"injected with {names}{by}{current_note}"
+    return Explanation(target, True, "injected", message, "", [], outdated)
+
+
+def _selected(pod: Obj, namespace: str, world: World) -> bool:
+    """Whether some application entry of the webhook configuration selects the pod's
+    namespace and the pod itself (offline: assumed)."""
+    if world.entries is None:
+        return True
+    labels = {**world.namespace_labels, "kubernetes.io/metadata.name": namespace}
+    pod_labels = pod.get("metadata", {}).get("labels") or {}
+    return any(
+        matches(entry.get("namespaceSelector"), labels)
+        and matches(entry.get("objectSelector"), pod_labels)
+        for entry in world.entries
+        if not str(entry.get("name", "")).startswith("helm-test.")
+    )
+
+
+def hints(pod: Obj, world: World, owner: Obj | None = None) -> list[str]:
+    """Near misses: annotation keys a typo away from one the injector reads, another
+    injector's `/inject`, or the opt-in on the workload instead of its pod template."""
+    settings = world.settings
+    key = settings.inject_key
+    annotations: Mapping[str, JSON] = pod.get("metadata", {}).get("annotations") or {}
+    wanted = [key] + [
+        f"{settings.param_prefix(name)}{param}"
+        for name, template in world.catalog.templates.items()
+        for param in template.params
+    ]
+    found: list[str] = []
+    for candidate in annotations:
+        if candidate in wanted:
+            continue
+        near = next((w for w in wanted if distance(candidate, w) <= NEAR), None)
+        if near is not None:
+            found.append(f"annotation {candidate} looks like a typo of {near}")
+        elif candidate.endswith("/inject"):
+            found.append(f"annotation {candidate} is another prefix's; this injector reads {key}")
+    own = (owner or {}).get("metadata", {}).get("annotations") or {}
+    if key in own:
+        kind = (owner or {}).get("kind", "the workload")
+        found.append(
+            f"{key} is set on the {kind}'s own metadata; it belongs in "
+            "spec.template.metadata.annotations (the pods')"
+        )
+    return found
+
+
+def distance(a: str, b: str, limit: int = NEAR) -> int:
+    """Levenshtein distance, cut off above `limit` (returns limit + 1)."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous = list(range(len(b) + 1))
+    for i, char in enumerate(a, 1):
+        current = [i]
+        for j, other in enumerate(b, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other))
+            )
+        if min(current) > limit:
+            return limit + 1
+        previous = current
+    return previous[-1]

@@ -1,0 +1,37 @@
+"""Kubernetes label selectors and the chart's matchConditions, evaluated as the apiserver does,
+to say which webhook entry (if any) a pod meets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from injector.types import JSON
+
+
+def matches(selector: Mapping[str, JSON] | None, labels: Mapping[str, str]) -> bool:
+    """`matchLabels` and `matchExpressions` (In, NotIn, Exists, DoesNotExist); an empty or
+    absent selector matches everything."""
+    if not selector:
+        return True
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or ():
+        key, operator = expression["key"], expression["operator"]
+        values = expression.get("values") or ()
+        present = key in labels
+        ok = {
+            "In": present and labels[key] in values,
+            "NotIn": not present or labels[key] not in values,
+            "Exists": present,
+            "DoesNotExist": not present,
+        }.get(operator, False)
+        if not ok:
+            return False
+    return True
+
+
+def opted_out(value: str) -> bool:
+    """The chart's matchConditions: an annotation of "false" or "" (any case, surrounding
+    spaces ignored) keeps a pod away from the webhook."""
+    return value.strip().lower() in ("", "false")

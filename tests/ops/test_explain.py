@@ -1,0 +1,160 @@
+"""`explain` decides like the apiserver and the webhook, in their order, and names the near
+misses that otherwise fail silently."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from injector.ops.explain import World, distance, explain, hints
+from injector.policy import Settings
+from injector.template import status_of
+from tests.helpers import catalog
+from tests.k8s import pod as make_pod
+
+KEY = "sidecar-injector.io/inject"
+CATALOG = catalog(
+    agent="""
+namespaces: ["prod-*"]
+parameters:
+  level: {type: string, enum: [info, debug], default: info}
+  endpoint: {type: string, default: x, overridable: false}
+containers: [{name: agent, image: 'agent:1'}]
+""",
+    proxy="containers: [{name: app, image: 'proxy:1'}]",
+    shipper="containers: [{name: shipper, image: 'shipper:1'}]",
+)
+SETTINGS = Settings(profiles={"obs": ("shipper",)}, exclude_namespaces=frozenset({"kube-system"}))
+ENTRIES: list[dict[str, Any]] = [
+    {
+        "name": "inject.sidecar-injector.io",
+        "namespaceSelector": {
+            "matchExpressions": [
+                {
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "NotIn",
+                    "values": ["kube-system", "injector"],
+                },
+            ]
+        },
+    }
+]
+
+
+def pod(annotations: dict[str, str] | None = None, **meta: Any) -> dict[str, Any]:
+    built = make_pod()
+    built["metadata"] = {"name": "web", "annotations": annotations or {}, **meta}
+    return built
+
+
+def world(label: str | None = None, entries: list[dict[str, Any]] | None = ENTRIES) -> World:
+    labels = {KEY: label} if label is not None else {}
+    return World(SETTINGS, CATALOG, labels, entries)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "namespace", "label", "reason", "says"),
+    [
+        ({KEY: "shipper"}, "kube-system", None, "excluded_namespace", "never sent to the webhook"),
+        ({KEY: "shipper"}, "injector", None, "excluded_namespace", "namespaceSelector"),
+        (
+            {KEY: "shipper"},
+            "shop",
+            "disabled",
+            "namespace_disabled",
+            "labeled sidecar-injector.io/inject=disabled",
+        ),
+        ({}, "shop", None, "not_requested", "has no sidecar-injector.io/inject annotation"),
+        ({}, "shop", "obz", "profile_not_found", "names no profile"),
+        ({KEY: "false"}, "shop", "obs", "opted_out", "keeps it away from the webhook"),
+        ({KEY: " "}, "shop", None, "opted_out", "keeps it away"),
+        ({KEY: "nope"}, "shop", None, "template_not_found", "template 'nope' not found"),
+        ({KEY: "agent"}, "dev", None, "namespace_not_allowed", "not allowed in namespace 'dev'"),
+        (
+            {KEY: "agent", "sidecar-injector.io/agent.endpoint": "y"},
+            "prod-1",
+            None,
+            "parameter_locked",
+            "locked",
+        ),
+        (
+            {KEY: "agent", "sidecar-injector.io/agent.level": "loud"},
+            "prod-1",
+            None,
+            "invalid_parameter",
+            "'loud' is not valid",
+        ),
+        ({KEY: "proxy"}, "shop", None, "conflict", "adds container 'app'"),
+    ],
+)
+def test_each_reason_in_the_order_the_webhook_decides(
+    annotations: dict[str, str], namespace: str, label: str | None, reason: str, says: str
+) -> None:
+    found = explain("Pod web", pod(annotations), namespace, world(label))
+    assert (found.injected, found.reason) == (False, reason), found.message
+    assert says in found.message
+    assert found.fix
+
+
+def test_would_be_injected_by_the_annotation_or_the_profile() -> None:
+    own = explain("Pod web", pod({KEY: "shipper"}), "shop", world("obs"))
+    assert (own.injected, own.message) == (True, "would be injected with shipper")
+    profiled = explain("Pod web", pod(), "shop", world("obs"))
+    assert profiled.message == "would be injected with shipper (profile obs)"
+
+
+def test_an_injected_pod_says_whether_it_is_outdated() -> None:
+    template = CATALOG.templates["shipper"]
+    current = explain(
+        "Pod web",
+        pod({KEY: "shipper", "sidecar-injector.io/status": status_of([template], native=False)}),
+        "shop",
+        world(),
+    )
+    assert current.injected and current.message == "injected with shipper, all current"
+    old = status_of([template], native=False).replace(template.digest, "0000000000000000")
+    stale = explain("Pod web", pod({"sidecar-injector.io/status": old}), "shop", world())
+    assert stale.injected and stale.outdated == [
+        "shipper: the template changed since; recreate the pod (kubectl rollout restart for a workload)"
+    ]
+
+
+def test_offline_there_is_no_webhook_configuration_to_consult() -> None:
+    found = explain("Pod web", pod({KEY: "shipper"}), "injector", world(entries=None))
+    assert found.injected
+
+
+def test_near_misses_are_hints() -> None:
+    annotations = {
+        "sidecar-injector.io/injct": "shipper",
+        "sidecar-injectr.io/inject": "shipper",
+        "sidecar.istio.io/inject": "true",
+        "sidecar-injector.io/agent.levl": "debug",
+        "app.kubernetes.io/name": "web",
+    }
+    owner = {"kind": "Deployment", "metadata": {"annotations": {KEY: "shipper"}}}
+    found = explain("Deployment web", pod(annotations), "shop", world(), owner)
+    assert found.reason == "not_requested"
+    assert found.hints == [
+        "annotation sidecar-injector.io/injct looks like a typo of sidecar-injector.io/inject",
+        "annotation sidecar-injectr.io/inject looks like a typo of sidecar-injector.io/inject",
+        "annotation sidecar.istio.io/inject is another prefix's; this injector reads sidecar-injector.io/inject",
+        "annotation sidecar-injector.io/agent.levl looks like a typo of sidecar-injector.io/agent.level",
+        "sidecar-injector.io/inject is set on the Deployment's own metadata; it belongs in spec.template.metadata.annotations (the pods')",
+    ]
+    assert hints(pod({KEY: "shipper"}), world()) == []
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("inject", "inject", 0),
+        ("inject", "injct", 1),
+        ("inject", "ijnect", 2),
+        ("inject", "x", 3),
+        ("", "ab", 2),
+    ],
+)
+def test_distance(a: str, b: str, expected: int) -> None:
+    assert distance(a, b) == expected
