@@ -132,11 +132,17 @@ def test_the_venv_holds_exactly_the_lock_and_the_wheel(image: Image) -> None:
         "injector",
         metadata,
     }, "the package and its metadata, no tests, no stray modules"
-    assert [f for f in files if f.startswith("..")] == ["../../../bin/sidecar-injector"]
+    assert sorted(f for f in files if f.startswith("..")) == [
+        "../../../bin/kubectl-sidecar_injector",
+        "../../../bin/sidecar-injector",
+    ], "the command, and the same as a kubectl plugin"
     assert "injector/py.typed" in files
     entry_points = configparser.ConfigParser()
     entry_points.read_string(own.read_text("entry_points.txt") or "")
-    assert dict(entry_points["console_scripts"]) == {"sidecar-injector": "injector.cli:main"}
+    assert dict(entry_points["console_scripts"]) == {
+        "sidecar-injector": "injector.cli:main",
+        "kubectl-sidecar_injector": "injector.cli:plugin",
+    }
 
 
 def test_the_image_ships_no_installers_and_nothing_from_the_build(image: Image) -> None:

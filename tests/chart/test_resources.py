@@ -24,10 +24,13 @@ STANDARD_LABELS = {
 }
 
 
+CLUSTER_SCOPED = {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ClusterRole"}
+
+
 def test_standard_labels_and_namespace_everywhere(default_docs: list[Manifest]) -> None:
     for doc in default_docs:
         assert set(doc["metadata"]["labels"]) >= STANDARD_LABELS, doc["kind"]
-        if doc["kind"] not in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        if doc["kind"] not in CLUSTER_SCOPED:
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
 
 

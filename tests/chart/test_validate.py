@@ -14,7 +14,14 @@ from .helm import CI_VALUES, Helm, Manifest, kinds, only
 VALUE_SETS: dict[str, Path | None] = {"defaults": None, **{p.stem: p for p in CI_VALUES}}
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema.
 K8S_VERSIONS = ["1.28.0", kubernetes_validate.latest_version()]
-BUILT_IN_GROUPS = {"", "apps", "policy", "networking.k8s.io", "admissionregistration.k8s.io"}
+BUILT_IN_GROUPS = {
+    "",
+    "apps",
+    "policy",
+    "networking.k8s.io",
+    "admissionregistration.k8s.io",
+    "rbac.authorization.k8s.io",
+}
 CERT_MANAGER_MODELS: dict[str, type[BaseModel]] = {
     "Certificate": cert_manager.Certificate,
     "Issuer": cert_manager.Issuer,
@@ -22,11 +29,13 @@ CERT_MANAGER_MODELS: dict[str, type[BaseModel]] = {
 }
 
 ALWAYS = [
+    "ClusterRole",
     "ConfigMap",
     "Deployment",
     "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
     "PodDisruptionBudget",
+    "Role",
     "Service",
     "ServiceAccount",
 ]
