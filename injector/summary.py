@@ -13,6 +13,8 @@ def bounded(messages: Sequence[str], limit: int = LIMIT) -> list[str]:
     """The first messages that fit in `limit` characters joined by SEPARATOR, then
     "and N more"; a first message too long by itself is cut with "...". The result joined
     never exceeds `limit`."""
+    if len(SEPARATOR.join(messages)) <= limit:
+        return list(messages)
     kept: list[str] = []
     used = 0
     for index, message in enumerate(messages):

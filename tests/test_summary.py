@@ -35,3 +35,9 @@ def test_one_long_message_is_cut() -> None:
         "x" * (100 - 3 - len("; and 1 more")) + "...",
         "and 1 more",
     ]
+
+
+def test_everything_is_kept_when_it_all_fits() -> None:
+    """Found by hypothesis: the room kept for "and N more" must not cut a list that fits."""
+    messages = ["", "0", "0" * 11, "0" * 11, ""]
+    assert bounded(messages, 40) == messages
