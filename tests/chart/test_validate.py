@@ -95,7 +95,7 @@ def test_service_monitor_shape(helm: Helm) -> None:
     monitor = only(docs, "ServiceMonitor")
     service = only(docs, "Service")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert set(monitor["spec"]) == {"jobLabel", "namespaceSelector", "selector", "endpoints"}
+    assert set(monitor["spec"]) == {"namespaceSelector", "selector", "endpoints"}
     assert monitor["spec"]["namespaceSelector"] == {
         "matchNames": [service["metadata"]["namespace"]]
     }
@@ -103,8 +103,19 @@ def test_service_monitor_shape(helm: Helm) -> None:
     assert selector.items() <= service["metadata"]["labels"].items()
     port_names = {p["name"] for p in service["spec"]["ports"]}
     for endpoint in monitor["spec"]["endpoints"]:
-        assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout"}
+        assert set(endpoint) <= {
+            "port",
+            "path",
+            "scheme",
+            "interval",
+            "scrapeTimeout",
+            "relabelings",
+        }
         assert endpoint["port"] in port_names
         assert endpoint["path"] == "/metrics"
         assert endpoint["scheme"] == "http"
+        # The job label is the Service's name: what the alerts and the dashboard select.
+        assert endpoint["relabelings"] == [
+            {"action": "replace", "targetLabel": "job", "replacement": service["metadata"]["name"]}
+        ]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
