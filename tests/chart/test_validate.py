@@ -39,7 +39,10 @@ EXPECTED_KINDS: dict[str, list[str]] = {
     "no-cert-manager-values": ALWAYS + HELM_TEST,
     "external-url-values": ALWAYS + OWN_CA + HELM_TEST,
     "profiles-values": ALWAYS + OWN_CA + HELM_TEST,
-    "monitoring-values": ALWAYS + OWN_CA + HELM_TEST + ["NetworkPolicy", "ServiceMonitor"],
+    "monitoring-values": ALWAYS
+    + OWN_CA
+    + HELM_TEST
+    + ["ConfigMap", "NetworkPolicy", "PrometheusRule", "ServiceMonitor"],
     "existing-configmap-values": [k for k in ALWAYS if k not in ("ConfigMap", "ServiceAccount")]
     + OWN_CA,
 }
