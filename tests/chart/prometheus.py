@@ -1,25 +1,34 @@
-"""The real promtool for the monitoring tests, and the chart's monitoring objects.
+"""The real Prometheus and promtool for the monitoring tests, and the chart's monitoring objects.
 
 The binaries come from scripts/fetch_prometheus.py (PATH, else Debian's package unpacked into
-.cache/)."""
+.cache/); a server runs on 127.0.0.1 with a free port and its own temporary storage, and is
+always stopped."""
 
 from __future__ import annotations
 
 import json
 import re
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
+
+from tests.service.process import Lines
 
 from .helm import REPO_ROOT, Helm, Manifest, only
 
 FETCH_PROMETHEUS = REPO_ROOT / "scripts" / "fetch_prometheus.py"
+START_TIMEOUT = 20.0
 RATE_INTERVAL = "1m"
 """What the queries' $__rate_interval stands for here: longer than a test run, so every window
 holds the samples from before the traffic."""
@@ -145,6 +154,28 @@ class Monitoring:
         """The label matchers of this release's metrics."""
         return f'job="{self.job}",namespace="{self.namespace}"'
 
+    def scrape_config(self, target: str, interval: str) -> dict[str, Any]:
+        """The scrape job the prometheus-operator makes of the ServiceMonitor, for one target
+        standing for a webhook Pod: the operator's `namespace` label (the Pod's namespace),
+        the endpoint's path, scheme and relabelings (the chart's `job`)."""
+        meta = only(self.docs, "ServiceMonitor")["metadata"]
+        return {
+            "job_name": f"serviceMonitor/{meta['namespace']}/{meta['name']}/0",
+            "scrape_interval": interval,
+            "scrape_timeout": interval,
+            "metrics_path": self.endpoint["path"],
+            "scheme": self.endpoint["scheme"],
+            "static_configs": [{"targets": [target], "labels": {"namespace": self.namespace}}],
+            "relabel_configs": [snake_keys(r) for r in self.endpoint.get("relabelings", [])],
+        }
+
+
+def snake_keys(relabeling: Mapping[str, Any]) -> dict[str, Any]:
+    """A ServiceMonitor relabeling (camelCase) as a Prometheus relabel_config."""
+    return {
+        re.sub(r"(?<!^)([A-Z])", r"_\1", key).lower(): value for key, value in relabeling.items()
+    }
+
 
 def selectors(query: str) -> list[str]:
     """The webhook's vector selectors in a PromQL query, as written."""
@@ -166,3 +197,130 @@ def promtool(tools: Tools, *args: str, cwd: Path) -> subprocess.CompletedProcess
         check=False,
         timeout=120,
     )
+
+
+# --- A running server ---
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class QueryError(AssertionError):
+    """Prometheus answered a query with an error."""
+
+
+@dataclass
+class Prometheus:
+    """One `prometheus` process on 127.0.0.1, and its HTTP API."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    output: Lines
+
+    def api(self, path: str, **params: str) -> Any:
+        answer = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=10)
+        body = answer.json()
+        if answer.status_code != 200 or body.get("status") != "success":
+            raise QueryError(f"{path} {params}: {answer.status_code} {body}")
+        return body["data"]
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query's vector (a scalar result is a one-element vector)."""
+        data = self.api("query", query=promql)
+        if data["resultType"] == "scalar":
+            return [{"metric": {}, "value": data["result"]}]
+        result: list[dict[str, Any]] = data["result"]
+        assert data["resultType"] == "vector", f"{promql}: {data['resultType']}"
+        return result
+
+    def values(self, promql: str) -> list[float]:
+        return [float(sample["value"][1]) for sample in self.query(promql)]
+
+    def wait_for(
+        self, what: str, check: Callable[[], bool], timeout: float = START_TIMEOUT
+    ) -> None:
+        """Poll `check` until it holds; fail saying `what` did not happen in time."""
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise AssertionError(
+                    f"Prometheus: {what} did not happen within {timeout}s:\n{self.output.text()}"
+                )
+            time.sleep(0.2)
+
+    def ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.output.join()
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+
+@contextmanager
+def prometheus(
+    tools: Tools,
+    root: Path,
+    scrape_configs: Sequence[Mapping[str, Any]],
+    rule_files: Sequence[Path] = (),
+    interval: str = "1s",
+) -> Iterator[Prometheus]:
+    """A ready server scraping and evaluating every `interval`, stopped whatever happens."""
+    config = root / "prometheus.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": interval, "evaluation_interval": interval},
+                "rule_files": [str(path) for path in rule_files],
+                "scrape_configs": list(scrape_configs),
+            }
+        )
+    )
+    for _attempt in range(3):
+        server = _start(tools, root, config)
+        try:
+            server.wait_for("ready", server.ready)
+        except AssertionError:
+            server.stop()
+            if "address already in use" in server.output.text():
+                continue  # another process took the free port first: take another one
+            raise
+        try:
+            yield server
+        finally:
+            server.stop()
+        return
+    raise AssertionError("Prometheus found no free port in three attempts")
+
+
+def _start(tools: Tools, root: Path, config: Path) -> Prometheus:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(tools.prometheus),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={root / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        cwd=root,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    return Prometheus(proc, f"http://127.0.0.1:{port}", Lines(proc.stderr))
