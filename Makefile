@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit e2e bench venv clean lock image-tools
+.PHONY: run test lint typecheck unit e2e bench venv clean lock image-tools prometheus
 
 # What tests/chart/test_image.py builds and runs the Dockerfile with (Debian packages of the
 # same names). Without them the image tests are skipped, saying why.
@@ -33,7 +33,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) image-tools
+unit: $(STAMP) image-tools prometheus
 	$(BIN)/pytest -q
 
 ## image-tools: install the missing IMAGE_TOOLS with apt-get, when root on a Debian machine
@@ -48,6 +48,12 @@ image-tools:
 	apt-get install -y -q $$missing >/dev/null 2>&1 \
 		|| { apt-get update -q >/dev/null && apt-get install -y -q $$missing >/dev/null; } \
 		|| echo "image-tools: apt-get could not install $$missing; the image tests will be skipped"
+
+## prometheus: Debian's prometheus and promtool, unpacked into .cache/prometheus/ (not installed:
+## no service starts), for the monitoring tests; as root, apt-get update first if need be
+prometheus: $(STAMP)
+	@$(BIN)/python scripts/fetch_prometheus.py --update >/dev/null \
+		|| echo "prometheus: not obtainable here; the Prometheus and promtool tests will be skipped"
 
 ## e2e: the real service process driven like the kube-apiserver drives it (E2E_KUBECONFIG: a cluster)
 e2e: $(STAMP)

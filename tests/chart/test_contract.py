@@ -27,6 +27,7 @@ from .helm import (
     Manifest,
     container_run,
     flags,
+    named,
     only,
     patched,
     running_container,
@@ -73,8 +74,10 @@ class Release:
 
     @property
     def templates(self) -> dict[str, dict[str, Any]]:
-        """The templates ConfigMap, name -> parsed template."""
-        configmap = only(self.docs, "ConfigMap")
+        """The templates ConfigMap (the one the Pods mount), name -> parsed template."""
+        pod = only(self.docs, "Deployment")["spec"]["template"]["spec"]
+        [name] = [volume["configMap"]["name"] for volume in pod["volumes"] if "configMap" in volume]
+        configmap = named(self.docs, "ConfigMap", name)
         return {
             key.removesuffix(".yaml"): yaml.safe_load(text)
             for key, text in configmap["data"].items()

@@ -74,6 +74,26 @@ SCHEMA_REJECTIONS: dict[str, tuple[dict[str, Any], str]] = {
     "plain-HTTP webhook url": ({"webhook": {"url": "http://x.example.com/"}}, "webhook/url"),
     "digest not sha256": ({"image": {"digest": "md5:abc"}}, "image/digest"),
     "bad duration": ({"certManager": {"ca": {"duration": "10y"}}}, "certManager/ca/duration"),
+    "failure ratio of 100 %": (
+        {"metrics": {"prometheusRule": {"failureRatio": 1}}},
+        "metrics/prometheusRule/failureRatio",
+    ),
+    "latency threshold beyond the histogram's buckets": (
+        {"metrics": {"prometheusRule": {"latencyP99Seconds": 2.5}}},
+        "metrics/prometheusRule/latencyP99Seconds",
+    ),
+    "Go duration where Prometheus wants its own": (
+        {"metrics": {"prometheusRule": {"failureRatioFor": "1.5m"}}},
+        "metrics/prometheusRule/failureRatioFor",
+    ),
+    "certificate expiry of 0 days": (
+        {"metrics": {"prometheusRule": {"certExpiryDays": 0}}},
+        "metrics/prometheusRule/certExpiryDays",
+    ),
+    "dashboard namespace not a DNS label": (
+        {"metrics": {"dashboard": {"namespace": "Monitoring"}}},
+        "metrics/dashboard/namespace",
+    ),
     "bad selector operator": (
         {"webhook": {"namespaceSelector": {"matchExpressions": [{"key": "a", "operator": "Is"}]}}},
         "webhook/namespaceSelector",

@@ -48,7 +48,10 @@ EXPECTED_KINDS: dict[str, list[str]] = {
     "no-cert-manager-values": ALWAYS + HELM_TEST,
     "external-url-values": ALWAYS + OWN_CA + HELM_TEST,
     "profiles-values": ALWAYS + OWN_CA + HELM_TEST,
-    "monitoring-values": ALWAYS + OWN_CA + HELM_TEST + ["NetworkPolicy", "ServiceMonitor"],
+    "monitoring-values": ALWAYS
+    + OWN_CA
+    + HELM_TEST
+    + ["ConfigMap", "NetworkPolicy", "PrometheusRule", "ServiceMonitor"],
     "existing-configmap-values": [k for k in ALWAYS if k not in ("ConfigMap", "ServiceAccount")]
     + OWN_CA,
 }
@@ -104,7 +107,7 @@ def test_service_monitor_shape(helm: Helm) -> None:
     monitor = only(docs, "ServiceMonitor")
     service = only(docs, "Service")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert set(monitor["spec"]) == {"jobLabel", "namespaceSelector", "selector", "endpoints"}
+    assert set(monitor["spec"]) == {"namespaceSelector", "selector", "endpoints"}
     assert monitor["spec"]["namespaceSelector"] == {
         "matchNames": [service["metadata"]["namespace"]]
     }
@@ -112,8 +115,19 @@ def test_service_monitor_shape(helm: Helm) -> None:
     assert selector.items() <= service["metadata"]["labels"].items()
     port_names = {p["name"] for p in service["spec"]["ports"]}
     for endpoint in monitor["spec"]["endpoints"]:
-        assert set(endpoint) <= {"port", "path", "scheme", "interval", "scrapeTimeout"}
+        assert set(endpoint) <= {
+            "port",
+            "path",
+            "scheme",
+            "interval",
+            "scrapeTimeout",
+            "relabelings",
+        }
         assert endpoint["port"] in port_names
         assert endpoint["path"] == "/metrics"
         assert endpoint["scheme"] == "http"
+        # The job label is the Service's name: what the alerts and the dashboard select.
+        assert endpoint["relabelings"] == [
+            {"action": "replace", "targetLabel": "job", "replacement": service["metadata"]["name"]}
+        ]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"

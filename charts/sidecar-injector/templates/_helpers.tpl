@@ -305,3 +305,16 @@ the helm-test template, then the user's (which win on a name clash).
 {{- end }}
 {{- toJson $templates }}
 {{- end }}
+
+{{/*
+The job label of the webhook's metrics: the Service's name, which the ServiceMonitor sets
+explicitly. With the release namespace it is what every alert and dashboard query selects.
+*/}}
+{{- define "sidecar-injector.metricsJob" -}}
+{{- include "sidecar-injector.serviceName" . }}
+{{- end }}
+
+{{/* The PromQL label matchers of the webhook's metrics: job="<Service>",namespace="<ns>". */}}
+{{- define "sidecar-injector.metricsSelector" -}}
+{{- printf "job=%q,namespace=%q" (include "sidecar-injector.metricsJob" .) .Release.Namespace }}
+{{- end }}
