@@ -40,7 +40,9 @@ PROFILE_NAMESPACES = {
 }
 """Test namespaces labeled `<prefix>/inject=<value>`: a profile, the default set, opted out,
 and a typo."""
-NAMESPACES = {APPS: None, EXCLUDED: None, **PROFILE_NAMESPACES}
+OWNERS = "e2e-owners"
+"""A namespace of its own for `outdated`'s workloads, so earlier scenarios' pods stay out."""
+NAMESPACES = {APPS: None, EXCLUDED: None, OWNERS: None, **PROFILE_NAMESPACES}
 """Every test namespace and its `<prefix>/inject` label (None: no label)."""
 
 PREFIX = "sidecar-injector.io"

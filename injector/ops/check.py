@@ -303,10 +303,10 @@ def _namespaces(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
 def snapshot(client: Client, install: Install) -> Snapshot:
     namespace = install.namespace
     service_type, ready = _service(client, install)
-    with reading(f"get configmap {install.templates_configmap} in namespace {namespace}"):
+    with reading(client, f"get configmap {install.templates_configmap} in namespace {namespace}"):
         configmap = client.get(ConfigMap, install.templates_configmap, namespace=namespace)
     key = install.config.settings.inject_key
-    with reading("list namespaces"):
+    with reading(client, "list namespaces"):
         labeled = {
             ns.metadata.name: (ns.metadata.labels or {})[key]
             for ns in client.list(Namespace, labels={key: None}, chunk_size=PAGE)
@@ -331,13 +331,13 @@ def _service(client: Client, install: Install) -> tuple[str | None, int]:
         return None, 0
     name = references[0].name
     try:
-        with reading(f"get service {name} in namespace {install.namespace}"):
+        with reading(client, f"get service {name} in namespace {install.namespace}"):
             service = client.get(Service, name, namespace=install.namespace)
     except AccessError as exc:
         if exc.code == 404:
             return None, 0
         raise
-    with reading(f"list endpointslices in namespace {install.namespace}"):
+    with reading(client, f"list endpointslices in namespace {install.namespace}"):
         slices = client.list(
             EndpointSlice,
             namespace=install.namespace,
@@ -357,7 +357,7 @@ def _serving_chain(client: Client, install: Install) -> bytes | str:
         return "the webhook pods mount no serving Secret"
     name = install.tls_secret
     try:
-        with reading(f"get secret {name} in namespace {install.namespace}"):
+        with reading(client, f"get secret {name} in namespace {install.namespace}"):
             secret = client.get(Secret, name, namespace=install.namespace)
     except AccessError as exc:
         if exc.code == 404:
@@ -372,7 +372,7 @@ def _serving_chain(client: Client, install: Install) -> bytes | str:
 
 def _certificates(client: Client, namespace: str) -> list[tuple[str, str | None, str]] | None:
     try:
-        with reading(f"list certificates.cert-manager.io in namespace {namespace}"):
+        with reading(client, f"list certificates.cert-manager.io in namespace {namespace}"):
             found = list(client.list(Certificate, namespace=namespace))
     except AccessError as exc:
         if exc.code == 404:

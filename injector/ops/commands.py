@@ -274,7 +274,7 @@ def _explain_online(args: argparse.Namespace) -> list[Explanation]:
     def world(namespace: str) -> World:
         if namespace not in worlds:
             try:
-                with reading(f"get namespace {namespace}"):
+                with reading(client, f"get namespace {namespace}"):
                     found = client.get(Namespace, namespace)
                 labels = dict(found.metadata.labels or {}) if found.metadata else {}
             except AccessError as exc:
@@ -287,7 +287,7 @@ def _explain_online(args: argparse.Namespace) -> list[Explanation]:
     if args.filename:
         return _explain_manifest(args.filename, args.namespace or client.namespace, world)
     namespace = args.namespace or client.namespace
-    with reading(f"get pod {args.pod} in namespace {namespace}"):
+    with reading(client, f"get pod {args.pod} in namespace {namespace}"):
         pod = client.get(Pod, args.pod, namespace=namespace).to_dict()
     return [explain(f"Pod {namespace}/{args.pod}", pod, namespace, world(namespace))]
 

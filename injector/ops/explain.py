@@ -106,6 +106,15 @@ def _decide(target: str, pod: Obj, namespace: str, world: World) -> Explanation:
         return _injected(target, status, world)
     label = world.namespace_labels.get(key)
     profile = route(label, settings)
+    if profile == DISABLED:
+        return Explanation(
+            target,
+            False,
+            "namespace_disabled",
+            f"namespace {namespace} is labeled {key}={DISABLED}: nothing is injected there, "
+            "even with the annotation",
+            f"kubectl label namespace {namespace} {key}- (or label it with a profile)",
+        )
     if namespace in settings.exclude_namespaces or not _selected(pod, namespace, world):
         return Explanation(
             target,
@@ -115,15 +124,6 @@ def _decide(target: str, pod: Obj, namespace: str, world: World) -> Explanation:
             "release namespace, config.excludeNamespaces and the webhook's own "
             "namespaceSelector/objectSelector leave it out)",
             "run it in a namespace the webhook serves",
-        )
-    if profile == DISABLED:
-        return Explanation(
-            target,
-            False,
-            "namespace_disabled",
-            f"namespace {namespace} is labeled {key}={DISABLED}: nothing is injected there, "
-            "even with the annotation",
-            f"kubectl label namespace {namespace} {key}- (or label it with a profile)",
         )
     own = annotations.get(key)
     if not isinstance(own, str) and profile is None:

@@ -49,7 +49,7 @@ class Install:
 
 def find(client: Client, namespace: str) -> Install:
     """The install in `namespace`; AccessError (with where to look) when there is none."""
-    with reading(f"list deployments in namespace {namespace}"):
+    with reading(client, f"list deployments in namespace {namespace}"):
         found = sorted(
             client.list(Deployment, namespace=namespace, labels=WEBHOOK),
             key=lambda d: d.metadata.name if d.metadata and d.metadata.name else "",
@@ -103,7 +103,7 @@ def service_config(container: Container) -> Config:
 def catalog_of(client: Client, install: Install) -> tuple[Catalog, Mapping[str, str]]:
     """The templates ConfigMap loaded exactly as the service loads it, and its data."""
     name = install.templates_configmap
-    with reading(f"get configmap {name} in namespace {install.namespace}"):
+    with reading(client, f"get configmap {name} in namespace {install.namespace}"):
         configmap = client.get(ConfigMap, name, namespace=install.namespace)
     data = dict(configmap.data or {})
     result = load_sources(object_sources(data, configmap.binaryData))
@@ -111,7 +111,7 @@ def catalog_of(client: Client, install: Install) -> tuple[Catalog, Mapping[str, 
 
 
 def _first(client: Client, kind: type[W], labels: LabelSelector) -> W | None:
-    with reading(f"list {kind.__name__.lower()}s"):
+    with reading(client, f"list {kind.__name__.lower()}s"):
         found = list(client.list(kind, labels=labels))
     return found[0] if found else None
 
@@ -119,7 +119,7 @@ def _first(client: Client, kind: type[W], labels: LabelSelector) -> W | None:
 def _elsewhere(client: Client) -> str:
     """Where releases are, when listing across namespaces is allowed."""
     try:
-        with reading("list deployments"):
+        with reading(client, "list deployments"):
             others = sorted(
                 {
                     d.metadata.namespace

@@ -51,7 +51,7 @@ def connect(kubeconfig: str | None, context: str | None) -> Client:
 
 
 @contextlib.contextmanager
-def reading(what: str, server: str = "") -> Iterator[None]:
+def reading(client: Client, what: str) -> Iterator[None]:
     """Turn what reading `what` (e.g. "list pods in namespace shop") can raise into AccessError:
     unreachable, unauthorized, forbidden (naming the verb and resource to grant)."""
     try:
@@ -62,10 +62,9 @@ def reading(what: str, server: str = "") -> Iterator[None]:
         code = exc.response.status_code
         raise AccessError(f"cannot {what}: HTTP {code}", code) from None
     except httpx2.TransportError as exc:
-        at = f" at {server}" if server else ""
         raise AccessError(
-            f"cannot reach the cluster{at} to {what}: {exc or type(exc).__name__}; "
-            "check --kubeconfig/--context and the network"
+            f"cannot reach the cluster at {client.config.cluster.server} to {what}: "
+            f"{exc or type(exc).__name__}; check --kubeconfig/--context and the network"
         ) from None
 
 
@@ -84,8 +83,3 @@ def _api_error(exc: ApiError, what: str) -> NoReturn:
             code,
         ) from None
     raise AccessError(f"cannot {what}: {exc.status.message or exc}", code) from None
-
-
-def server_of(client: Client) -> str:
-    """The API server's URL, for messages."""
-    return str(client.config.cluster.server)

@@ -158,7 +158,7 @@ def _workload(pod: PodRecord, owners: Mapping[tuple[str, str, str], Owner]) -> O
 def scan(client: Client, namespace: str, status_key: str) -> Iterator[PodRecord]:
     """Every pod of `namespace` (ALL_NAMESPACES: of all), read in pages."""
     where = "all namespaces" if namespace == ALL_NAMESPACES else f"namespace {namespace}"
-    with reading(f"list pods in {where}"):
+    with reading(client, f"list pods in {where}"):
         for pod in client.list(Pod, namespace=namespace, chunk_size=PAGE):
             metadata = pod.metadata
             if metadata is None or metadata.name is None:
@@ -178,10 +178,10 @@ def parents(
     """The controllers of the ReplicaSets and Jobs (those of `kinds`) in `namespace`."""
     found: dict[tuple[str, str, str], Owner] = {}
     if "ReplicaSet" in kinds:
-        with reading(f"list replicasets in {namespace}"):
+        with reading(client, f"list replicasets in {namespace}"):
             found.update(_controlled(client.list(ReplicaSet, namespace=namespace, chunk_size=PAGE)))
     if "Job" in kinds:
-        with reading(f"list jobs in {namespace}"):
+        with reading(client, f"list jobs in {namespace}"):
             found.update(_controlled(client.list(Job, namespace=namespace, chunk_size=PAGE)))
     return found
 

@@ -1,0 +1,599 @@
+"""The operator commands (`check`, `outdated`, `explain`) run as users run them — the real
+console script, a kubeconfig — against the release the suite installed in a real cluster.
+
+Cluster mode only. Where the cluster has no kubelet and no cert-manager (a bare control plane),
+the suite stands in for them as they would act: it writes the serving Secret the local webhook
+process serves, and marks the webhook's pods Ready (pods/status), so the ReplicaSet and
+Deployment controllers see ready replicas."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from e2e.chart import NAMESPACE
+from e2e.cluster import Cluster
+from e2e.local import LocalInjector
+from e2e.pki import CAIssuer
+from e2e.pods import APPS, EXCLUDED, INJECT, OWNERS, PROFILE, STATUS, Obj, bare, deployment
+from e2e.target import Target
+from tests.chart.helm import only
+
+COMMAND = str(Path(sys.executable).parent / "sidecar-injector")
+SHIPPER = "log-shipper.yaml"
+PARAM = "sidecar-injector.io/log-shipper"
+POD_TIMEOUT = 60.0
+
+
+@dataclass
+class Operator:
+    """Runs the commands against the cluster; stands in for kubelet and cert-manager."""
+
+    cluster: Cluster
+    target: Target
+
+    def run(self, *args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+        config = kubeconfig or self.cluster.config.kubeconfig
+        return subprocess.run(
+            [COMMAND, *args, f"--kubeconfig={config}", f"--release-namespace={NAMESPACE}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def json(self, *args: str) -> tuple[int, Any]:
+        result = self.run(*args, "-o", "json")
+        assert result.returncode in (0, 1), result.stderr
+        return result.returncode, json.loads(result.stdout)
+
+    def checks(self) -> tuple[int, dict[str, list[dict[str, str]]]]:
+        """Exit code, and the check results by check name."""
+        code, found = self.json("check")
+        by: dict[str, list[dict[str, str]]] = {}
+        for result in found["checks"]:
+            by.setdefault(result["check"], []).append(result)
+        return code, by
+
+    @property
+    def kubectl(self) -> Any:
+        return self.cluster.kubectl
+
+    def webhook_pods(self) -> list[str]:
+        labels = only(self.cluster.release.docs, "Deployment")["spec"]["selector"]["matchLabels"]
+        selector = ",".join(f"{k}={v}" for k, v in labels.items())
+        pods = self.kubectl.get("pods", f"--namespace={NAMESPACE}", f"--selector={selector}")
+        return [p["metadata"]["name"] for p in pods["items"]]
+
+    def mark_ready(self, ready: bool) -> None:
+        """What the kubelet reports for the webhook's pods, then the controllers' view."""
+        state = "True" if ready else "False"
+        for index, pod in enumerate(self.webhook_pods()):
+            status = {
+                "phase": "Running",
+                "podIP": f"10.244.0.{10 + index}",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "True"},
+                    {"type": "ContainersReady", "status": state},
+                    {"type": "Ready", "status": state},
+                ],
+            }
+            self.kubectl.run(
+                "patch", "pod", pod, f"--namespace={NAMESPACE}", "--subresource=status",
+                "--type=merge", f"--patch={json.dumps({'status': status})}",
+            )  # fmt: skip
+        name = only(self.cluster.release.docs, "Deployment")["metadata"]["name"]
+        deadline = time.monotonic() + POD_TIMEOUT
+        while True:
+            found = self.kubectl.get("deployment", name, f"--namespace={NAMESPACE}")
+            if bool(found["status"].get("readyReplicas")) == ready:
+                return
+            assert time.monotonic() < deadline, f"deployment readiness never became {ready}"
+            time.sleep(0.5)
+
+    def write_secret(self, data: Mapping[str, str]) -> None:
+        """The serving Secret, as cert-manager writes it."""
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {"name": self.cluster.release.tls_secret_name, "namespace": NAMESPACE},
+            "stringData": dict(data),
+        }
+        self.kubectl.apply(secret)
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Cluster, cluster_target: Target) -> Iterator[Operator]:
+    found = Operator(cluster, cluster_target)
+    webhook = cluster_target.webhook
+    stand_in = isinstance(webhook, LocalInjector)
+    if isinstance(webhook, LocalInjector):
+        found.write_secret(webhook.leaf.secret)
+        found.mark_ready(True)
+    yield found
+    if stand_in:
+        found.mark_ready(False)
+
+
+@contextlib.contextmanager
+def relabeled(operator: Operator, namespace: str, value: str | None) -> Iterator[None]:
+    """The namespace's inject label set to `value` (None: removed) for the `with` body."""
+    before = operator.kubectl.get("namespace", namespace)["metadata"].get("labels", {}).get(INJECT)
+
+    def label(to: str | None) -> None:
+        operator.kubectl.run(
+            "label", "namespace", namespace, f"{INJECT}-" if to is None else f"{INJECT}={to}",
+            "--overwrite",
+        )  # fmt: skip
+
+    label(value)
+    try:
+        yield
+    finally:
+        label(before)
+
+
+# --- check ---
+
+
+def test_a_healthy_install_passes_every_check(operator: Operator) -> None:
+    with relabeled(operator, "e2e-typo", None):
+        code, checks = operator.checks()
+        table = operator.run("check")
+    service_mode = operator.cluster.config.webhook == "service"
+    problems = {
+        name: [r["message"] for r in results if r["level"] != "ok"]
+        for name, results in checks.items()
+        if any(r["level"] != "ok" for r in results)
+    }
+    # The suite's Service mode reaches the process through an ExternalName Service.
+    assert problems == ({"endpoints": [checks["endpoints"][0]["message"]]} if service_mode else {})
+    assert code == 0 and table.returncode == 0
+    assert "0 failed" in table.stdout.splitlines()[-1]
+    assert set(checks) >= {
+        "webhook configuration",
+        "template validation",
+        "endpoints",
+        "serving certificate",
+        "replicas",
+        "templates",
+        "profiles",
+        "namespace labels",
+    }
+
+
+def test_a_ca_bundle_from_another_ca_is_named_with_the_fix(operator: Operator) -> None:
+    name = only(operator.cluster.release.docs, "MutatingWebhookConfiguration")["metadata"]["name"]
+    stored = operator.kubectl.get("mutatingwebhookconfiguration", name)
+    original = stored["webhooks"][0]["clientConfig"]["caBundle"]
+    other = CAIssuer(operator.cluster.release.ca_certificate["spec"]).bundle
+
+    def set_bundle(value: str) -> None:
+        patch = [{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": value}]
+        operator.kubectl.run(
+            "patch", "mutatingwebhookconfiguration", name, "--type=json",
+            f"--patch={json.dumps(patch)}",
+        )  # fmt: skip
+
+    set_bundle(base64.b64encode(other).decode())
+    try:
+        code, checks = operator.checks()
+    finally:
+        set_bundle(original)
+    assert code == 1
+    [failed] = [r for r in checks["serving certificate"] if r["level"] == "fail"]
+    assert "the caBundle does not verify the serving certificate" in failed["message"]
+    assert stored["webhooks"][0]["name"] in failed["message"]
+    assert failed["fix"].startswith("make the caBundle the CA that signs the serving certificate")
+
+
+@pytest.mark.parametrize("problem", ["expired", "wrong-name"])
+def test_an_expired_or_misnamed_serving_certificate_fails(operator: Operator, problem: str) -> None:
+    webhook = operator.target.webhook
+    if not isinstance(webhook, LocalInjector):
+        pytest.skip("cert-manager owns the serving Secret here")
+    spec = dict(operator.cluster.release.serving_certificate["spec"])
+    if problem == "expired":
+        spec["duration"] = "1s"
+        issued = webhook.ca.issue(spec, webhook.extra_names)
+        time.sleep(2.5)  # past not-after, whatever the issuer's clock skew allowance
+        says = "the serving certificate expired on"
+    else:
+        spec["dnsNames"] = ["someone-else.example.com"]
+        issued = webhook.ca.issue(spec)
+        says = "the serving certificate does not cover"
+    operator.write_secret(issued.secret)
+    try:
+        code, checks = operator.checks()
+    finally:
+        operator.write_secret(webhook.leaf.secret)
+    assert code == 1
+    failed = [r for r in checks["serving certificate"] if r["level"] == "fail"]
+    assert failed and all(says in r["message"] for r in failed), failed
+
+
+def test_no_ready_replica_and_no_ready_endpoint_fail(operator: Operator) -> None:
+    webhook = operator.target.webhook
+    if not isinstance(webhook, LocalInjector):
+        pytest.skip("the kubelet reports the pods' readiness here")
+    operator.mark_ready(False)
+    try:
+        code, checks = operator.checks()
+    finally:
+        operator.mark_ready(True)
+    assert code == 1
+    [replicas] = checks["replicas"]
+    assert replicas["level"] == "fail" and "has no ready replica (of 2)" in replicas["message"]
+    if operator.cluster.config.webhook == "external":
+        return  # every entry is called at webhook.url: no endpoints to have
+    [endpoints] = checks["endpoints"]
+    assert endpoints["level"] in ("fail", "warn"), endpoints
+
+
+def test_a_broken_template_in_the_configmap_fails_with_its_line(operator: Operator) -> None:
+    webhook = operator.target.webhook
+    if not isinstance(webhook, LocalInjector):
+        pytest.skip("the validating webhook refuses the broken edit here")
+    data = webhook.templates()
+    broken = {**data, SHIPPER: data[SHIPPER] + "sidekicks: []\n"}
+    line = len(broken[SHIPPER].splitlines())
+    with webhook.down():  # failurePolicy Ignore: the edit goes through unvalidated
+        assert operator.target.apiserver.update_templates(broken).allowed
+    try:
+        code, checks = operator.checks()
+    finally:
+        assert operator.target.apiserver.update_templates(data).allowed
+    assert code == 1
+    [templates] = checks["templates"]
+    assert templates["level"] == "fail"
+    assert f"{SHIPPER}:{line}: sidekicks: unknown key" in templates["message"]
+
+
+def test_a_namespace_labeled_with_an_unknown_profile_fails(operator: Operator) -> None:
+    code, checks = operator.checks()
+    assert code == 1
+    [typo] = [r for r in checks["namespace labels"] if r["level"] == "fail"]
+    assert (
+        "namespace e2e-typo is labeled sidecar-injector.io/inject=e2e-observabilty"
+        in typo["message"]
+    )
+    assert typo["fix"].startswith("kubectl label namespace e2e-typo sidecar-injector.io/inject=")
+
+
+def test_forbidden_and_unreachable_are_one_line_and_exit_2(
+    operator: Operator, tmp_path: Path
+) -> None:
+    kubectl = operator.kubectl
+    kubectl.run("create", "serviceaccount", "e2e-reader", f"--namespace={APPS}")
+    try:
+        token = kubectl.run("create", "token", "e2e-reader", f"--namespace={APPS}").stdout.strip()
+        kubeconfig = tmp_path / "reader.kubeconfig"
+        source = json.loads(kubectl.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
+        source["users"] = [{"name": "reader", "user": {"token": token}}]
+        source["contexts"][0]["context"]["user"] = "reader"
+        kubeconfig.write_text(json.dumps(source))
+        denied = operator.run("check", kubeconfig=kubeconfig)
+        assert denied.returncode == 2
+        [line] = denied.stderr.splitlines()
+        assert line.startswith(
+            f"sidecar-injector check: error: forbidden to list deployments in namespace {NAMESPACE}"
+        )
+        assert 'cannot list resource "deployments"' in line and "ClusterRole and Role" in line
+        # Bound to the chart's reader roles, the same identity can run every command.
+        role = f"{operator.cluster.release.templates_configmap['metadata']['name']}"
+        reader = role.removesuffix("-templates") + "-reader"
+        who = f"--serviceaccount={APPS}:e2e-reader"
+        kubectl.run("create", "clusterrolebinding", "e2e-reader", f"--clusterrole={reader}", who)
+        kubectl.run(
+            "create",
+            "rolebinding",
+            "e2e-reader",
+            f"--role={reader}",
+            who,
+            f"--namespace={NAMESPACE}",
+        )
+        try:
+            deadline = time.monotonic() + 10  # RBAC caches settle
+            while (allowed := operator.run("check", kubeconfig=kubeconfig)).returncode == 2:
+                assert time.monotonic() < deadline, allowed.stderr
+                time.sleep(0.5)
+            pod = bare("p", "log-shipper")
+            pod["metadata"]["namespace"] = APPS
+            for args in (("outdated", "-A"), ("explain", "-f", "-")):
+                ran = subprocess.run(
+                    [COMMAND, *args, f"--kubeconfig={kubeconfig}",
+                     f"--release-namespace={NAMESPACE}"],
+                    input=json.dumps(pod), capture_output=True, text=True, timeout=60, check=False,
+                )  # fmt: skip
+                assert ran.returncode in (0, 1), ran.stderr
+        finally:
+            kubectl.run("delete", "clusterrolebinding", "e2e-reader", check=False)
+            kubectl.run(
+                "delete", "rolebinding", "e2e-reader", f"--namespace={NAMESPACE}", check=False
+            )
+    finally:
+        kubectl.run("delete", "serviceaccount", "e2e-reader", f"--namespace={APPS}", check=False)
+    unreachable = tmp_path / "unreachable.kubeconfig"
+    source = json.loads(kubectl.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    source["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+    unreachable.write_text(json.dumps(source))
+    down = operator.run("outdated", kubeconfig=unreachable)
+    assert down.returncode == 2
+    [line] = down.stderr.splitlines()
+    assert line.startswith(
+        "sidecar-injector outdated: error: cannot reach the cluster at https://127.0.0.1:1"
+    )
+
+
+def test_a_wrong_release_namespace_is_one_line_naming_where_releases_are(
+    operator: Operator,
+) -> None:
+    result = subprocess.run(
+        [COMMAND, "check", f"--kubeconfig={operator.cluster.config.kubeconfig}", "-n", APPS],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"sidecar-injector check: error: no sidecar-injector release in namespace '{APPS}' "
+        f"(releases found in: {NAMESPACE}); pass --release-namespace\n"
+    )
+
+
+# --- outdated ---
+
+
+def workloads() -> list[Obj]:
+    """One of each kind of owner, each asking for log-shipper; a Deployment asking only for
+    trace-agent (never outdated here); a bare Pod."""
+    shipping = {INJECT: "log-shipper"}
+    statefulset = deployment("db", "log-shipper", replicas=1)
+    statefulset["kind"] = "StatefulSet"
+    statefulset["spec"]["serviceName"] = "db"
+    daemonset = deployment("agent", "log-shipper")
+    daemonset["kind"] = "DaemonSet"
+    del daemonset["spec"]["replicas"]
+    daemonset["spec"]["template"]["spec"]["tolerations"] = [{"operator": "Exists"}]
+    cronjob = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly"},
+        "spec": {
+            "schedule": "0 3 * * *",
+            "suspend": True,
+            "jobTemplate": {"spec": {"template": job_template(shipping)}},
+        },
+    }
+    return [deployment("web", "log-shipper"), deployment("traced", "trace-agent", replicas=1),
+            statefulset, daemonset, cronjob]  # fmt: skip
+
+
+def job_template(annotations: Mapping[str, str]) -> Obj:
+    return {
+        "metadata": {"annotations": dict(annotations)},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "app", "image": "busybox:1.36.1"}],
+        },
+    }
+
+
+def pods_of(operator: Operator) -> list[Obj]:
+    items: list[Obj] = operator.kubectl.get("pods", f"--namespace={OWNERS}")["items"]
+    return items
+
+
+def wait_for_pods(operator: Operator, expected: int) -> list[Obj]:
+    deadline = time.monotonic() + POD_TIMEOUT
+    while True:
+        found = [p for p in pods_of(operator) if STATUS in p["metadata"].get("annotations", {})]
+        if len(found) >= expected:
+            return found
+        assert time.monotonic() < deadline, f"{len(found)} of {expected} injected pods appeared"
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def owners(operator: Operator) -> Iterator[list[Obj]]:
+    """The workloads of `workloads()` plus a Job of the CronJob, a bare Pod, a pod whose
+    status annotation is malformed, and a Node for the DaemonSet (no kubelet behind it)."""
+    kubectl = operator.kubectl
+    if not operator.cluster.controllers:
+        pytest.skip("no controller-manager: no workload creates pods")
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "e2e-node"}}
+    created: list[Obj] = []
+    try:
+        kubectl.apply(node)
+        for workload in workloads():
+            workload["metadata"]["namespace"] = OWNERS
+            kubectl.apply(workload)
+            created.append(workload)
+        cronjob = kubectl.get("cronjob", "nightly", f"--namespace={OWNERS}")
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {
+                "name": "nightly-manual",
+                "namespace": OWNERS,
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "CronJob",
+                        "name": "nightly",
+                        "uid": cronjob["metadata"]["uid"],
+                        "controller": True,
+                    },
+                ],
+            },
+            "spec": {"template": job_template({INJECT: "log-shipper"})},
+        }
+        kubectl.apply(job)
+        created.append(job)
+        solo = bare("solo", "log-shipper")
+        solo["metadata"]["namespace"] = OWNERS
+        kubectl.apply(solo)
+        created.append(solo)
+        broken = bare("broken-status", None)
+        broken["metadata"] |= {"namespace": OWNERS, "annotations": {STATUS: "{not json"}}
+        kubectl.apply(broken)
+        created.append(broken)
+        yield created
+    finally:
+        for obj in reversed(created):
+            kubectl.run(
+                "delete", obj["kind"].lower(), obj["metadata"]["name"], f"--namespace={OWNERS}",
+                "--wait=false", check=False,
+            )  # fmt: skip
+        kubectl.run("delete", "node", "e2e-node", check=False)
+
+
+def test_outdated_lists_exactly_the_pods_of_the_edited_template(
+    operator: Operator, owners: list[Obj]
+) -> None:
+    webhook = operator.target.webhook
+    # web 2 + traced 1 + db 1 + agent 1 + the Job's 1 + solo 1 (+ the malformed one, no count)
+    wait_for_pods(operator, 7)
+    code, before = operator.json("outdated", "-n", OWNERS, "--exit-code")
+    assert (code, before["workloads"]) == (0, [])
+    assert before["errors"] == [
+        {"namespace": OWNERS, "pod": "broken-status", "error": before["errors"][0]["error"]}
+    ]
+    data = webhook.templates()
+    edited = {**data, SHIPPER: data[SHIPPER].replace("fluent-bit:3.1.4", "fluent-bit:3.2.3")}
+    assert operator.target.apiserver.update_templates(edited).allowed
+    webhook.edit_templates(edited)  # the kubelet's part
+    try:
+        code, after = operator.json("outdated", "-n", OWNERS, "--exit-code")
+        assert code == 1
+        grouped = {
+            (w["kind"], w["name"]): (w["command"], sorted(p["name"] for p in w["pods"]))
+            for w in after["workloads"]
+        }
+        assert {key: len(pods) for key, (_, pods) in grouped.items()} == {
+            ("Deployment", "web"): 2,
+            ("StatefulSet", "db"): 1,
+            ("DaemonSet", "agent"): 1,
+            ("CronJob", "nightly"): 1,
+            ("Pod", "solo"): 1,
+        }
+        assert (
+            grouped["Deployment", "web"][0] == f"kubectl rollout restart deployment/web -n {OWNERS}"
+        )
+        assert (
+            grouped["DaemonSet", "agent"][0]
+            == f"kubectl rollout restart daemonset/agent -n {OWNERS}"
+        )
+        assert grouped["CronJob", "nightly"][0].startswith("none needed")
+        assert grouped["Pod", "solo"][0] == f"kubectl delete pod solo -n {OWNERS}"
+        every = {t["name"] for w in after["workloads"] for p in w["pods"] for t in p["templates"]}
+        assert every == {"log-shipper"}
+        table = operator.run("outdated", "-A")
+        assert f"kubectl rollout restart statefulset/db -n {OWNERS}" in table.stdout
+        assert "malformed status annotation" in table.stderr
+        # Pods recreated through the webhook get the new version: nothing is outdated.
+        outdated = [p for _, (_, pods) in grouped.items() for p in pods]
+        operator.kubectl.run("delete", "pod", *outdated, f"--namespace={OWNERS}", "--wait=false")
+        solo = bare("solo", "log-shipper")
+        solo["metadata"]["namespace"] = OWNERS
+        deadline = time.monotonic() + POD_TIMEOUT
+        while (
+            operator.kubectl.run("get", "pod", "solo", f"-n={OWNERS}", check=False).returncode == 0
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        operator.kubectl.apply(solo)
+        wait_for_pods(operator, 7)
+        deadline = time.monotonic() + POD_TIMEOUT
+        while (now := operator.json("outdated", "-n", OWNERS, "--exit-code"))[0] != 0:
+            assert time.monotonic() < deadline, now[1]["workloads"]
+            time.sleep(1)
+        assert now[1]["workloads"] == []
+    finally:
+        assert operator.target.apiserver.update_templates(data).allowed
+        webhook.edit_templates(data)
+
+
+# --- explain ---
+
+BAD_OVERRIDE = {INJECT: "log-shipper", f"{PARAM}.logLevel": "x"}
+EXPLAIN_CASES: list[tuple[str, str, dict[str, str], str, bool]] = [
+    ("injected", APPS, {INJECT: "log-shipper"}, "injected", True),
+    ("profiled", "e2e-profile", {}, "injected", True),
+    ("excluded", EXCLUDED, {INJECT: "log-shipper"}, "excluded_namespace", False),
+    ("disabled", "e2e-disabled", {INJECT: "log-shipper"}, "namespace_disabled", False),
+    ("nothing", APPS, {}, "not_requested", False),
+    ("typo", "e2e-typo", {}, "profile_not_found", False),
+    ("false", "e2e-profile", {INJECT: "false"}, "opted_out", False),
+    ("missing", APPS, {INJECT: "log-shiper"}, "template_not_found", False),
+    ("override", APPS, BAD_OVERRIDE, "invalid_parameter", False),
+    ("clash", APPS, {INJECT: "log-shipper,e2e-clash"}, "conflict", False),
+]  # fmt: skip
+
+
+def manifest(tmp_path: Path) -> Path:
+    docs = []
+    for name, namespace, wanted, _, _ in EXPLAIN_CASES:
+        pod = bare(name, None)
+        pod["metadata"] = {"name": name, "namespace": namespace, "annotations": wanted}
+        docs.append(pod)
+    path = tmp_path / "pods.json"
+    path.write_text("\n---\n".join(json.dumps(d) for d in docs))
+    return path
+
+
+def test_explain_names_each_reason_online(operator: Operator, tmp_path: Path) -> None:
+    code, found = operator.json("explain", "-f", str(manifest(tmp_path)))
+    assert code == 1
+    assert [(e["reason"], e["injected"]) for e in found] == [
+        (reason, injected) for *_, reason, injected in EXPLAIN_CASES
+    ]
+    assert all(e["fix"] for e in found if not e["injected"])
+    assert found[1]["message"] == f"would be injected with trace-agent, e2e-env (profile {PROFILE})"
+
+
+def test_explain_offline_agrees_where_the_cluster_is_not_needed(
+    operator: Operator, tmp_path: Path
+) -> None:
+    """With --templates-dir and the release's own flags, the same verdicts for the cases that
+    do not depend on the namespace's label or the webhook configuration."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    for key, text in operator.cluster.release.templates.items():
+        (templates / key).write_text(text)
+    args = operator.cluster.release.args
+    flags = [f"--default-templates={args['--default-templates']}"]
+    flags += [f"--profile={p}" for p in args["--profile"].split(";")]
+    command = [COMMAND, "explain", "-f", "-", "--templates-dir", str(templates), "-o", "json"]
+    for name, namespace, wanted, reason, injected in EXPLAIN_CASES:
+        if namespace not in (APPS, "e2e-profile") or name == "profiled":
+            continue
+        pod = bare(name, None)
+        pod["metadata"] = {"name": name, "namespace": namespace, "annotations": wanted}
+        label = ["--namespace-label", PROFILE] if namespace == "e2e-profile" else []
+        ran = subprocess.run(
+            [*command, *flags, *label],
+            input=json.dumps(pod), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert ran.returncode == (0 if injected else 1), ran.stderr
+        assert json.loads(ran.stdout)[0]["reason"] == reason
+
+
+def test_explain_a_live_pod_and_whether_it_is_outdated(operator: Operator) -> None:
+    admitted = operator.target.apiserver.admit(bare("live", "log-shipper"), APPS)
+    name = admitted.stored["metadata"]["name"]
+    code, [found] = operator.json("explain", name, "-n", APPS)
+    assert code == 0 and found["injected"] and found["outdated"] == []
+    assert found["message"] == "injected with log-shipper, all current"
+    plain = operator.target.apiserver.admit(bare("plain", None), APPS)
+    code, [why] = operator.json("explain", plain.stored["metadata"]["name"], "-n", APPS)
+    assert (code, why["reason"]) == (1, "not_requested")
