@@ -597,3 +597,70 @@ def test_explain_a_live_pod_and_whether_it_is_outdated(operator: Operator) -> No
     plain = operator.target.apiserver.admit(bare("plain", None), APPS)
     code, [why] = operator.json("explain", plain.stored["metadata"]["name"], "-n", APPS)
     assert (code, why["reason"]) == (1, "not_requested")
+
+
+CERTIFICATE_CRD: Obj = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "certificates.cert-manager.io"},
+    "spec": {
+        "group": "cert-manager.io",
+        "names": {"kind": "Certificate", "plural": "certificates", "singular": "certificate"},
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+"""cert-manager's Certificate API, with an open schema: enough to store the object and its
+Ready condition where cert-manager itself is not installed."""
+
+
+def test_a_certificate_that_is_not_ready_fails(operator: Operator) -> None:
+    kubectl = operator.kubectl
+    if kubectl.run("get", "crd", "certificates.cert-manager.io", check=False).returncode == 0:
+        pytest.skip("cert-manager is installed: its own Certificates are checked above")
+    kubectl.apply(CERTIFICATE_CRD)
+    try:
+        deadline = time.monotonic() + POD_TIMEOUT
+        while kubectl.run("get", "certificates", f"-n={NAMESPACE}", check=False).returncode:
+            assert time.monotonic() < deadline, "the CRD was never served"
+            time.sleep(0.5)
+        certificate = {
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Certificate",
+            "metadata": {"name": "e2e-serving", "namespace": NAMESPACE},
+            "spec": {"secretName": operator.cluster.release.tls_secret_name},
+        }
+        kubectl.apply(certificate)
+
+        def ready(state: str, reason: str) -> None:
+            condition = {"type": "Ready", "status": state, "reason": reason, "message": "e2e"}
+            kubectl.run(
+                "patch", "certificate", "e2e-serving", f"--namespace={NAMESPACE}",
+                "--subresource=status", "--type=merge",
+                f"--patch={json.dumps({'status': {'conditions': [condition]}})}",
+            )  # fmt: skip
+
+        ready("False", "Issuing")
+        code, checks = operator.checks()
+        [cert] = checks["cert-manager"]
+        assert (code, cert["level"]) == (1, "fail")
+        assert cert["message"] == "Certificate e2e-serving is not Ready (False: Issuing: e2e)"
+        assert cert["fix"] == f"kubectl -n {NAMESPACE} describe certificate e2e-serving"
+        ready("True", "Ready")
+        _, checks = operator.checks()
+        assert checks["cert-manager"][0]["level"] == "ok"
+    finally:
+        kubectl.run("delete", "crd", "certificates.cert-manager.io", check=False)
