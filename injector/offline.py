@@ -78,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser, templates_dir: str | None) ->
         "restartPolicy: Always), as serve --native-sidecars does (default: false)",
     )
     parser.add_argument(
+        "--exclude-namespaces",
+        default=DEFAULT_EXCLUDED,
+        type=checked(lambda text: frozenset(parse_names(text))),
+        help="namespaces that are never injected, as for serve (CSV; default: "
+        f"{','.join(sorted(DEFAULT_EXCLUDED))})",
+    )
+    parser.add_argument(
         "--namespace-label",
         metavar="VALUE",
         help="act as if the objects' namespace carried the label <prefix>/inject=VALUE",
@@ -98,7 +105,7 @@ def settings(args: argparse.Namespace) -> Settings:
     return Settings(
         annotation_prefix=args.annotation_prefix,
         default_templates=args.default_templates,
-        exclude_namespaces=DEFAULT_EXCLUDED,
+        exclude_namespaces=args.exclude_namespaces,
         profiles=profiles,
         native_sidecars=args.native_sidecars,
     )
