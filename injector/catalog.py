@@ -49,7 +49,8 @@ class Catalog:
                 f"template {name!r} failed to load and has no previous good version: {details}",
                 name,
             )
-        available = ", ".join(sorted(self.templates)) or "none loaded"
+        listed = sorted(n for n, t in self.templates.items() if not t.hidden)
+        available = ", ".join(listed) or "none loaded"
         return InjectionError(
             "template_not_found", f"template {name!r} not found; available: {available}", name
         )

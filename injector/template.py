@@ -31,7 +31,15 @@ LIST_SECTIONS = (
 )
 MAP_SECTIONS = ("labels", "annotations")
 TOP_KEYS = frozenset(
-    {"description", "parameters", "targetContainers", "namespaces", *LIST_SECTIONS, *MAP_SECTIONS}
+    {
+        "description",
+        "parameters",
+        "targetContainers",
+        "namespaces",
+        "hidden",
+        *LIST_SECTIONS,
+        *MAP_SECTIONS,
+    }
 )
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
 _NAMESPACE_GLOB = re.compile(r"^(?:[a-z0-9*?-]|\[!?[a-z0-9-]+\])+$")
@@ -90,6 +98,9 @@ class Template:
     """Globs of the namespaces that may request this template; empty: every namespace."""
     namespace_pattern: re.Pattern[str] | None = field(default=None, compare=False)
     """The allow-list as one regular expression (fnmatchcase semantics); None: everywhere."""
+    hidden: bool = False
+    """Left out of the lists users see (the available templates in a denial), e.g. the
+    chart's own helm-test template; requesting it by name still works."""
 
     def render(self, pod: Mapping[str, JSON], overrides: Mapping[str, Value]) -> Rendered:
         """Render for one pod; raises RenderError naming the field that failed."""
@@ -227,6 +238,8 @@ def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
     ]
     if not isinstance(raw.get("description", ""), str):
         problems.append((("description",), "must be a string"))
+    if not isinstance(raw.get("hidden", False), bool):
+        problems.append((("hidden",), "must be true or false (unquoted)"))
     before = len(problems)
     _check_values(raw, (), problems)
     if len(problems) > before:  # the checks below assume string keys and int64 numbers
@@ -255,6 +268,7 @@ def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
         sidecar_names=names["sidecars"],
         namespaces=namespaces,
         namespace_pattern=_glob_pattern(namespaces),
+        hidden=raw.get("hidden", False) is True,
     )
     return _bind_defaults(template, problems), problems
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 from injector.catalog import Catalog
 from injector.errors import InjectionError
 from injector.loader import Source, load_sources
+from tests import helpers
 
 GOOD = "containers: [{name: s, image: 'busybox:1.36'}]\n"
 GOOD2 = "containers: [{name: s, image: 'busybox:1.37'}]\n"
@@ -47,3 +48,14 @@ def test_digests_ignore_formatting() -> None:
     one = load(a="containers: [{name: s, image: x}]\n").templates["a"]
     two = load(a="# comment\ncontainers:\n  - image: x\n    name: s\n").templates["a"]
     assert one.digest == two.digest
+
+
+def test_hidden_templates_are_not_offered_but_can_be_requested() -> None:
+    found = helpers.catalog(
+        shown="containers: [{name: a, image: x}]",
+        helm_test="hidden: true\ncontainers: [{name: b, image: x}]",
+    )
+    error = found.lookup("nope")
+    assert isinstance(error, InjectionError)
+    assert error.message == "template 'nope' not found; available: shown"
+    assert not isinstance(found.lookup("helm-test"), InjectionError)

@@ -166,7 +166,7 @@ def test_validate_prints_one_line_per_problem(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == [
         "bad.yaml:2: containers[0].name: container name 'S' must be a literal DNS-1123 label (lower-case letters, digits, '-'; no expressions)",
         "bad.yaml:3: containers[0].image: params.img is not declared in parameters (declared: none)",
-        "bad.yaml:4: sidekicks: unknown key; allowed: annotations, containers, description, env, imagePullSecrets, initContainers, labels, namespaces, parameters, sidecars, targetContainers, volumeMounts, volumes",
+        "bad.yaml:4: sidekicks: unknown key; allowed: annotations, containers, description, env, hidden, imagePullSecrets, initContainers, labels, namespaces, parameters, sidecars, targetContainers, volumeMounts, volumes",
     ]
     assert result.stderr == "1 template(s) valid, 1 broken\n"
 

@@ -124,6 +124,7 @@ def _template(template: Template, stale: bool) -> dict[str, Any]:
             for name, spec in template.params.items()
         },
         "namespaces": list(template.namespaces),
+        "hidden": template.hidden,
         "containers": list(template.container_names),
         "initContainers": list(template.init_container_names),
         "sidecars": list(template.sidecar_names),
