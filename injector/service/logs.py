@@ -38,7 +38,7 @@ def configure(level: LogLevel, fmt: LogFormat, stream: TextIO | None = None) -> 
         ]
         theirs: list[Processor] = [
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_json_text),
         ]
         factory: structlog.typing.WrappedLogger = structlog.BytesLoggerFactory(out.buffer)
     else:
@@ -72,6 +72,17 @@ class UTCStamper:
         return event
 
 
+def _json_text(event: EventDict, **_: object) -> str:
+    """The same compact JSON as our own lines, as the text the stdlib handler writes."""
+    return orjson.dumps(event, default=str).decode()
+
+
+LIFECYCLE = logging.WARNING
+"""uvicorn's own INFO lines ("Started server process", "Shutting down", ...) repeat what the
+service's `listening`, `shutdown_started` and `stopped` lines say, once per server (two: the
+webhook and the ops port); its warnings and errors are kept."""
+
+
 def _route_stdlib(
     level: LogLevel, out: TextIO, shared: list[Processor], renderer: list[Processor]
 ) -> None:
@@ -90,3 +101,4 @@ def _route_stdlib(
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    logging.getLogger("uvicorn.error").setLevel(max(LEVELS[level], LIFECYCLE))

@@ -131,6 +131,7 @@ class Service:
             log.error("server_stopped_unexpectedly")
         for task in watching:
             task.cancel()
+        log.info("stopping", graceful_timeout_seconds=self.config.graceful_timeout)
         releasing = [asyncio.create_task(_stop(server)) for server in (webhook, ops)]
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for task in releasing:

@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -200,6 +201,23 @@ def test_metrics_count_what_was_served(client: httpx.Client, service: Service) -
     assert "process_cpu_seconds_total" in after
 
 
+def test_uvicorn_s_warnings_are_json_lines_like_ours(ca: trustme.CA, service: Service) -> None:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    with (
+        socket.create_connection(("127.0.0.1", service.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=SERVICE_NAME) as tls,
+    ):
+        tls.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+        tls.recv(1024)
+    line = service.stdout.wait_for(lambda text: "Invalid HTTP request" in text, timeout=5)
+    assert line is not None
+    assert line == orjson.dumps(orjson.loads(line)).decode(), "compact, as our own lines"
+    warning = json.loads(line)
+    assert (warning["level"], warning["logger"]) == ("warning", "uvicorn.error")
+    assert "timestamp" in warning
+
+
 def test_stdout_is_json_lines_with_one_canonical_line_per_review(
     client: httpx.Client, service: Service
 ) -> None:
@@ -216,7 +234,10 @@ def test_stdout_is_json_lines_with_one_canonical_line_per_review(
     lines = [json.loads(text) for text in service.stdout.text().splitlines()]
     starting = next(e for e in lines if e["event"] == "starting")
     assert starting["on_error"] == "deny"
-    assert any(e.get("logger") == "uvicorn.error" for e in lines), "uvicorn logs are JSON too"
+    uvicorn = [e for e in lines if e.get("logger", "").startswith("uvicorn")]
+    assert not [e for e in uvicorn if e["level"] == "info"], (
+        "uvicorn's lifecycle lines would repeat ours, once per server"
+    )
     everything = service.stdout.text()
     assert "postgres.shop.svc" not in everything, "env values are never logged"
     assert "readinessProbe" not in everything, "pod specs are never logged"

@@ -47,7 +47,7 @@ def test_sigterm_with_idle_and_in_flight_connections(mounts: Mounts) -> None:
 
         # A request that is in flight when the servers stop still gets its answer.
         in_flight.start(BODY, sent=len(BODY) // 2)
-        assert service.stdout.wait_for(lambda line: "Shutting down" in line, DELAY + 2)
+        assert service.stdout.wait_for(lambda line: '"event":"stopping"' in line, DELAY + 2)
         assert time.monotonic() - signalled >= DELAY
         time.sleep(HOLD_SECONDS)
         assert service.proc.poll() is None, "the stop waits for the request"
