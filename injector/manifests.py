@@ -21,6 +21,7 @@ POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "ReplicationController": ("spec", "template"),
     "Job": ("spec", "template"),
     "CronJob": ("spec", "jobTemplate", "spec", "template"),
+    "DeploymentConfig": ("spec", "template"),  # OpenShift's apps.openshift.io/v1
 }
 """Where each workload kind keeps the pod template its controller creates pods from."""
 

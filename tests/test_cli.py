@@ -304,3 +304,28 @@ def test_inject_places_sidecars_as_asked() -> None:
         job,
     )
     assert bad.returncode == 2 and "expected true or false" in bad.stderr
+
+
+DEPLOYMENT_CONFIG = """\
+apiVersion: apps.openshift.io/v1
+kind: DeploymentConfig
+metadata: {name: legacy, namespace: shop}
+spec:
+  replicas: 2
+  selector: {app: legacy}
+  template:
+    metadata:
+      labels: {app: legacy}
+      annotations: {sidecar-injector.io/inject: log-shipper}
+    spec:
+      containers: [{name: app, image: registry.example.com/legacy:7}]
+"""
+
+
+def test_inject_handles_openshift_deployment_configs_like_deployments() -> None:
+    (config,) = inject("-f", "-", stdin=DEPLOYMENT_CONFIG)
+    template = config["spec"]["template"]
+    assert names(template["spec"]["containers"]) == ["app", "log-shipper"]
+    assert "--tag=shop.legacy-" in template["spec"]["containers"][1]["args"]
+    assert "sidecar-injector.io/status" in template["metadata"]["annotations"]
+    assert config["apiVersion"] == "apps.openshift.io/v1" and config["spec"]["replicas"] == 2
