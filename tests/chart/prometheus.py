@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.service.process import Lines
+from tests.service.process import Lines, terminate
 
 from .helm import REPO_ROOT, Helm, Manifest, only
 
@@ -259,13 +258,7 @@ class Prometheus:
             return False
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, timeout)
         self.output.join()
         if self.proc.stderr is not None:
             self.proc.stderr.close()
