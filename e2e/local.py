@@ -27,8 +27,8 @@ from tests.service.support import KubeletVolume
 LOCAL_FLAGS = {"--host": "127.0.0.1", "--port": "0", "--metrics-port": "0"}
 PATH_FLAGS = frozenset({"--templates-dir", "--tls-cert", "--tls-key"})
 RELOAD_BOUND = 3.0
-"""The service makes a swapped `..data` live within 2 s (README); 1 s more for a busy 2-core
-machine."""
+"""The service makes a swapped `..data` live within 2 s (docs/operations.md); 1 s more for a
+busy 2-core machine."""
 
 
 def local_args(release: Release, mounts: Mapping[str, Path], port: int = 0) -> list[str]:

@@ -35,7 +35,7 @@ VALIDATION_RESULTS: tuple[ValidationResult, ...] = get_args(ValidationResult)
 
 
 class Metrics:
-    """The metrics table of DESIGN.md §5, with hot-path children resolved up front."""
+    """The metrics table of docs/service.md, with hot-path children resolved up front."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:

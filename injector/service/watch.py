@@ -4,8 +4,8 @@ The kubelet updates a ConfigMap or Secret volume by writing a new `..<timestamp>
 renaming the `..data` symlink onto it; the files are symlinks through `..data`. Each poll reads
 the files by name, so it always sees what a fresh `open()` would see, and compares that snapshot
 with the one last applied. There is no file-system event to miss, no inotify watch or instance
-limit to run out of, and it works the same on every volume type. The README explains the
-choice ("Why the webhook polls instead of using inotify").
+limit to run out of, and it works the same on every volume type. docs/operations.md explains
+the choice ("Why the webhook polls instead of using inotify").
 """
 
 from __future__ import annotations

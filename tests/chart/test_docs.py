@@ -1,4 +1,4 @@
-"""values.yaml, values.schema.json and the README's values table stay in step."""
+"""values.yaml, values.schema.json and the values table of docs/chart.md stay in step."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .helm import CHART_DIR, REPO_ROOT
 VALUES_FILE = CHART_DIR / "values.yaml"
 VALUES: dict[str, Any] = yaml.safe_load(VALUES_FILE.read_text())
 SCHEMA: dict[str, Any] = json.loads((CHART_DIR / "values.schema.json").read_text())
-DOCS = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs" / "chart.md"
 ROW = re.compile(r"^\| `(?P<key>[^`]+)` \| (?P<default>.+?) \| (?P<description>.+) \|$")
 # Kubernetes pass-through objects whose optional fields values.yaml does not all spell out.
 PARTIAL_OBJECTS = {"webhook.namespaceSelector", "webhook.objectSelector", "resources"}
@@ -48,9 +48,9 @@ def value_leaves() -> tuple[dict[str, Any], set[str]]:
 
 
 def values_section() -> list[str]:
-    """The lines of the README's chart values table section, up to the next heading."""
+    """The lines of the chart page's values table section, up to the next heading."""
     lines = DOCS.read_text().splitlines()
-    start = lines.index("### Values") + 1
+    start = lines.index("## Values") + 1
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("#")), len(lines))
     return lines[start:end]
 

@@ -343,7 +343,7 @@ class PemCA:
 
 
 def test_dev_mode_runs_from_the_image_alone(engine: Engine, image: Image, pod: Pod) -> None:
-    """The README's `docker run ... serve --dev` and the two `docker exec` that fetch the CA
+    """docs/chart.md's `docker run ... serve --dev` and the two `docker exec` that fetch the CA
     and the sample review; `--host 0.0.0.0` and `-p` are left out only because the container
     shares this machine's network here."""
     examples = image.root / image.config["WorkingDir"].lstrip("/") / "examples" / "templates"
