@@ -79,7 +79,7 @@ def _api_error(exc: ApiError, what: str) -> NoReturn:
     if code == 403:
         raise AccessError(
             f"forbidden to {what} ({exc.status.message}); grant that verb on that resource: "
-            "the README lists the ClusterRole and Role these commands need",
+            "docs/operator-commands.md lists the ClusterRole and Role these commands need",
             code,
         ) from None
     raise AccessError(f"cannot {what}: {exc.status.message or exc}", code) from None
