@@ -44,6 +44,11 @@ class Result:
         return f"{text}\n    → {self.fix}" if self.fix else text
 
 
+class Unverifiable(str):
+    """The serving certificate could not be read for want of a permission: a warning, since
+    the install itself may be fine."""
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Everything the checks look at, read once."""
@@ -144,6 +149,9 @@ def _endpoints(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
 
 def _trust(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
     """Every entry's caBundle verifies the serving certificate for the name it dials."""
+    if isinstance(snapshot.serving_chain, Unverifiable):
+        yield Result("warn", "serving certificate", snapshot.serving_chain)
+        return
     if isinstance(snapshot.serving_chain, str):
         yield Result(
             "fail",
@@ -362,6 +370,11 @@ def _serving_chain(client: Client, install: Install) -> bytes | str:
     except AccessError as exc:
         if exc.code == 404:
             return f"the serving Secret {name} does not exist"
+        if exc.code == 403:
+            return Unverifiable(
+                f"not verified: no permission to get secret {name} (the chart's reader Role "
+                "grants it)"
+            )
         raise
     encoded = (secret.data or {}).get("tls.crt")
     try:

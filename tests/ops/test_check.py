@@ -17,7 +17,7 @@ from lightkube.resources.apps_v1 import Deployment
 
 from injector.loader import Source
 from injector.ops.certs import decode_bundle, verify
-from injector.ops.check import Result, Snapshot, run_checks
+from injector.ops.check import Result, Snapshot, Unverifiable, run_checks
 from injector.ops.install import Install, service_config
 from tests.test_loader import GOOD
 
@@ -236,3 +236,9 @@ def test_certificate_helpers() -> None:
     intermediate = CA.create_child_ca()
     via = intermediate.issue_cert(NAME)
     assert verify(CA.cert_pem.bytes(), chain(via), NAME, NOW).problems == ()
+
+
+def test_a_serving_secret_it_may_not_read_is_a_warning() -> None:
+    results = run_checks(snapshot(serving_chain=Unverifiable("not verified: no permission")), NOW)
+    assert ("serving certificate", "not verified: no permission") in failures(results)
+    assert all(r.level != "fail" for r in results)
