@@ -139,6 +139,8 @@ class Cluster:
     """Whether a controller-manager runs: found out, not assumed (see `probe_controllers`)."""
     native_sidecars: bool = False
     """Whether the apiserver keeps init containers' `restartPolicy: Always`."""
+    values_file: Path = VALUES
+    """The values `install` added to e2e/values.yaml."""
 
     def helm_run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """helm against the cluster; `--wait`s are bounded by their own --timeout."""
@@ -158,13 +160,17 @@ class Cluster:
 
     def install(self, values: Mapping[str, Any], root: Path, wait: bool) -> None:
         """`helm upgrade --install` of the chart with e2e/values.yaml, then `values`."""
-        extra = root / "values.yaml"
-        extra.write_text(yaml.safe_dump(dict(values)))
-        args = ["upgrade", "--install", RELEASE, str(CHART_DIR), "--namespace", NAMESPACE]
-        args += ["--create-namespace", "--values", str(VALUES), "--values", str(extra)]
+        self.values_file = root / "values.yaml"
+        self.values_file.write_text(yaml.safe_dump(dict(values)))
+        self.upgrade(CHART_DIR, wait)
+
+    def upgrade(self, chart: Path, wait: bool = False) -> subprocess.CompletedProcess[str]:
+        """`helm upgrade --install` of `chart` with the values of `install`."""
+        args = ["upgrade", "--install", RELEASE, str(chart), "--namespace", NAMESPACE]
+        args += ["--create-namespace", "--values", str(VALUES), "--values", str(self.values_file)]
         if wait:
             args += ["--wait", "--timeout", INSTALL_TIMEOUT]
-        self.helm_run(*args)
+        return self.helm_run(*args)
 
     def create_namespaces(self) -> None:
         """The test namespaces, labelled for the namespaceSelector and with their profiles."""

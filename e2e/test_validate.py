@@ -7,10 +7,13 @@ no other ConfigMap ever reaches the webhook, and with the webhook down edits sti
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from e2e.chart import NAMESPACE
 from e2e.cluster import DENIED, Cluster
@@ -19,6 +22,7 @@ from e2e.local import LocalInjector
 from e2e.metrics import Samples, labels
 from e2e.pods import APPS, bare
 from e2e.target import Target
+from tests.chart.helm import CHART_DIR, only
 
 VALIDATIONS = "sidecar_injector_config_validations_total"
 SHIPPER = "log-shipper.yaml"
@@ -183,3 +187,39 @@ def test_with_the_webhook_down_an_edit_still_goes_through(
         applied = cluster_target.apiserver.update_templates(broken(installed))
     assert applied.allowed, "failurePolicy Ignore: fixing templates never waits on the webhook"
     assert judged(cluster_target, Samples({}, frozenset())) == {}, "a fresh process judged none"
+
+
+def test_a_helm_upgrade_to_a_newer_template_format_is_not_refused(
+    cluster: Cluster, cluster_target: Target, cluster_installed: dict[str, str], tmp_path: Path
+) -> None:
+    """The new chart's ConfigMap is applied while this version's pods still judge edits: a
+    template key only the new version knows must not fail the upgrade."""
+    newer = tmp_path / "chart"
+    shutil.copytree(CHART_DIR, newer)
+    chart = yaml.safe_load((newer / "Chart.yaml").read_text())
+    chart["version"] = f"{chart['version']}-next"
+    (newer / "Chart.yaml").write_text(yaml.safe_dump(chart))
+    (newer / "files" / "examples" / "future.yaml").write_text(
+        "fromTheFuture: true\ncontainers: [{name: future, image: 'future:1'}]\n"
+    )
+    name = templates_configmap(cluster)
+    try:
+        upgraded = cluster.upgrade(newer)
+        assert upgraded.returncode == 0, upgraded.stderr
+        stored = cluster.kubectl.get("configmap", name, f"--namespace={NAMESPACE}")
+        assert "future.yaml" in stored["data"]
+        assert stored["metadata"]["labels"]["helm.sh/chart"].endswith("-next")
+        # Going back is the same case the other way round: also not refused.
+    finally:
+        restored = cluster.upgrade(CHART_DIR)
+        assert restored.returncode == 0, restored.stderr
+    after = cluster.kubectl.get("configmap", name, f"--namespace={NAMESPACE}")
+    assert "future.yaml" not in after["data"]
+    assert (
+        after["metadata"]["labels"]["helm.sh/chart"]
+        == only(cluster.release.docs, "MutatingWebhookConfiguration")["metadata"]["labels"][
+            "helm.sh/chart"
+        ]
+    )
+    refused = cluster_target.apiserver.update_templates(broken(cluster_installed))
+    assert not refused.allowed, "this version's own ConfigMap is judged again"

@@ -277,11 +277,20 @@ def test_template_edits_are_validated_by_default(helm: Helm) -> None:
         "matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}
     }
     [configmap] = helm.template(show_only=["templates/templates-configmap.yaml"])
+    chart = configmap["metadata"]["labels"]["helm.sh/chart"]
     assert webhook["matchConditions"] == [
         {
             "name": "templates-configmap",
             "expression": f"object.metadata.name == '{configmap['metadata']['name']}'",
-        }
+        },
+        {
+            # A helm upgrade's ConfigMap (another chart version's label) is not judged by the
+            # pods of this version.
+            "name": "this-chart-version",
+            "expression": "!has(object.metadata.labels) || "
+            "!('helm.sh/chart' in object.metadata.labels) || "
+            f"object.metadata.labels['helm.sh/chart'] == '{chart}'",
+        },
     ]
     assert webhook["clientConfig"] == {
         "service": {"name": RELEASE, "namespace": NAMESPACE, "path": "/validate", "port": 443}
