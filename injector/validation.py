@@ -29,13 +29,19 @@ def emptied(before: Collection[str], result: LoadResult) -> str | None:
     return None
 
 
-def judge(sources: Iterable[Source], before: Collection[str], settings: Settings) -> Verdict:
+def judge(
+    sources: Iterable[Source],
+    before: Collection[str],
+    settings: Settings,
+    serving: Collection[str] = (),
+) -> Verdict:
     """Load and test-render `sources` exactly as a reload does; `before` are the template
-    names they replace. Every load error and an emptied set refuse the edit; templates that a
+    names they replace, `serving` those the webhook serves now. Every load error, and a set
+    that would leave none of them, refuse the edit (a reload would refuse it); templates that a
     profile or the default set name but the new set lacks are warnings."""
     result = load_sources(sources)
     errors = [str(error) for errors in result.errors.values() for error in errors]
-    empty = emptied(before, result)
+    empty = emptied({*before, *serving}, result)
     if empty is not None:
         errors.append(empty)
     return Verdict(tuple(errors), tuple(_unserved(result, before, settings)))
@@ -56,9 +62,13 @@ def _unserved(result: LoadResult, before: Collection[str], settings: Settings) -
     return warnings
 
 
-def review(request: Mapping[str, JSON], settings: Settings) -> Verdict | None:
-    """Judge the ConfigMap of an AdmissionReview `request`; None when there is nothing to
-    judge (not a ConfigMap, or not a CREATE or UPDATE of one): it is allowed untouched."""
+def review(
+    request: Mapping[str, JSON], settings: Settings, serving: Collection[str] = ()
+) -> Verdict | None:
+    """Judge the ConfigMap of an AdmissionReview `request`, for a webhook serving the
+    templates `serving`; None when there is nothing to judge (not a ConfigMap, or not a CREATE
+    or UPDATE of one): it is allowed untouched. A ConfigMap deleted and created again empty
+    is refused like an emptied one."""
     kind = request.get("kind") or {}
     if kind.get("kind") != "ConfigMap" or kind.get("group", "") != "":
         return None
@@ -69,7 +79,8 @@ def review(request: Mapping[str, JSON], settings: Settings) -> Verdict | None:
         return Verdict(("the request has no ConfigMap object",), ())
     old = request.get("oldObject")
     before = _template_names(old) if isinstance(old, Mapping) else []
-    return judge(object_sources(new.get("data"), new.get("binaryData")), before, settings)
+    sources = object_sources(new.get("data"), new.get("binaryData"))
+    return judge(sources, before, settings, serving)
 
 
 def _template_names(configmap: Mapping[str, JSON]) -> list[str]:

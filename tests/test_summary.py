@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from injector.summary import SEPARATOR, bounded
+from injector.summary import SEPARATOR, bounded, size
 
 
 @given(st.lists(st.text(max_size=1500), max_size=60), st.integers(min_value=40, max_value=2048))
@@ -15,8 +15,8 @@ def test_the_joined_messages_fit_and_say_how_many_were_left_out(
     messages: list[str], limit: int
 ) -> None:
     kept = bounded(messages, limit)
-    assert len(SEPARATOR.join(kept)) <= limit
-    if len(SEPARATOR.join(messages)) <= limit:
+    assert size(SEPARATOR.join(kept)) <= limit
+    if size(SEPARATOR.join(messages)) <= limit:
         assert kept == messages
         return
     more = re.fullmatch(r"and (\d+) more", kept[-1])
@@ -41,3 +41,12 @@ def test_everything_is_kept_when_it_all_fits() -> None:
     """Found by hypothesis: the room kept for "and N more" must not cut a list that fits."""
     messages = ["", "0", "0" * 11, "0" * 11, ""]
     assert bounded(messages, 40) == messages
+
+
+def test_the_limit_is_in_bytes_and_a_character_is_never_split() -> None:
+    wide = ["ä" * 400, "日本" * 300]
+    kept = bounded(wide, 1024)
+    assert size(SEPARATOR.join(kept)) <= 1024
+    assert kept[0] == "ä" * 400 and kept[1] == "and 1 more"
+    [cut] = bounded(["日本語" * 1000], 100)
+    assert cut.endswith("...") and size(cut) <= 100 and "\ufffd" not in cut

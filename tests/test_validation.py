@@ -126,11 +126,23 @@ def test_hostile_configmaps_get_bounded_answers() -> None:
     verdict = judged(edit(many, old={"good.yaml": GOOD}))
     assert len(verdict.errors) == 10_000
     message = SEPARATOR.join(bounded(verdict.errors))
-    assert len(message) <= LIMIT and message.endswith(" more")
+    assert len(message.encode()) <= LIMIT and message.endswith(" more")
     huge = judged(edit({"t.yaml": "containers: [{name: s, image: '" + "x" * 900_000 + "'}]"}))
     assert not huge.errors
     bomb_text = next(text for text, expected in HOSTILE if "more than 100000" in expected)
     bomb = judged(edit({"t.yaml": bomb_text}))
     assert "more than 100000 values" in bomb.errors[0]
     unbroken = judged(edit({"t.yaml": "containers: [{name: s, image: '" + "x" * 5000}))
-    assert len(SEPARATOR.join(bounded(unbroken.errors))) <= LIMIT
+    assert len(SEPARATOR.join(bounded(unbroken.errors)).encode()) <= LIMIT
+
+
+def test_a_configmap_created_again_empty_is_refused_while_templates_are_served() -> None:
+    """Deleted and created again (kubectl replace --force, a GitOps Replace sync) with no
+    template: a reload would refuse it, so the edit is refused too."""
+    recreated = review(edit({}, operation="CREATE"), SETTINGS, serving=("good", "proxy"))
+    assert recreated is not None
+    assert recreated.errors == (
+        "the edit removes every template (good, proxy); at least one must stay",
+    )
+    fresh = review(edit({}, operation="CREATE"), SETTINGS, serving=())
+    assert fresh is not None and not fresh.errors

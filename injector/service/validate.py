@@ -15,6 +15,7 @@ from injector.service.admission import BadReview, parse, validation_answer
 from injector.service.http import JSON_TYPE, Refused, check_request, read_body, refuse, respond
 from injector.service.metrics import Metrics
 from injector.service.state import State
+from injector.summary import bounded
 from injector.validation import Verdict, review
 
 PATH = "/validate"
@@ -53,8 +54,11 @@ class ValidateEndpoint:
         except Refused as exc:
             await self._refuse(send, exc)
             return
-        settings = self.state.settings
-        verdict = await anyio.to_thread.run_sync(review, request, settings, limiter=self.limiter)
+        state = self.state
+        serving = tuple(state.catalog.templates)
+        verdict = await anyio.to_thread.run_sync(
+            review, request, state.settings, serving, limiter=self.limiter
+        )
         body, allowed = validation_answer(request["uid"], verdict)
         await respond(send, 200, JSON_TYPE, body)
         self.metrics.validated("allowed" if allowed else "denied")
@@ -85,7 +89,7 @@ def _log_validation(
         operation=request.get("operation"),
         dry_run=bool(request.get("dryRun")),
         result="allowed" if allowed else "denied",
-        errors=list(verdict.errors[:LOGGED_ERRORS]) if verdict else [],
+        errors=bounded(verdict.errors[:LOGGED_ERRORS]) if verdict else [],
         error_count=len(verdict.errors) if verdict else 0,
         warnings=len(verdict.warnings) if verdict else 0,
         duration_ms=round(seconds * 1000, 3),

@@ -462,8 +462,9 @@ async def test_the_new_reasons_exist_from_start_up(harness: Harness) -> None:
         ),
         (",".join(f"{'x' * 300}-{i}" for i in range(32)), f"template '{'x' * 300}-0' not found"),
         ("y" * 100_000, "template 'yyyy"),
+        (",".join(f"{'ü' * 200}-{i}" for i in range(20)), "template '" + "ü" * 10),
     ],
-    ids=["1000-names", "32-long-names", "one-huge-name"],
+    ids=["1000-names", "32-long-names", "one-huge-name", "wide-characters"],
 )
 async def test_denials_stay_under_one_kib(catalog: Catalog, inject: str, starts: str) -> None:
     for on_error in ("deny", "allow"):
@@ -471,9 +472,9 @@ async def test_denials_stay_under_one_kib(catalog: Catalog, inject: str, starts:
         with capture_logs() as logs:
             response = await harness.review(sample(inject))
         messages = [response["status"]["message"]] if on_error == "deny" else response["warnings"]
-        assert len("; ".join(messages)) <= 1024
+        assert len("; ".join(messages).encode()) <= 1024
         assert messages[0].startswith(starts)
-        assert len("; ".join(logs[0]["errors"])) <= 1024, "the log line is bounded too"
+        assert len("; ".join(logs[0]["errors"]).encode()) <= 1024, "the log line is bounded too"
 
 
 async def test_too_many_templates_is_its_own_reason(harness: Harness) -> None:

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from structlog.testing import capture_logs
 
 from injector.catalog import Catalog
+from injector.loader import Source, load_sources
 from injector.policy import Settings
 from injector.service.metrics import Metrics
 from injector.service.reload import Templates
@@ -79,11 +80,13 @@ def reload_errors(tmp_path: Path, before: dict[str, str], after: dict[str, str])
     ],
 )
 async def test_validate_refuses_exactly_what_a_reload_refuses(
-    validating: Harness, tmp_path: Path, after: dict[str, str]
+    tmp_path: Path, after: dict[str, str]
 ) -> None:
+    """Both start from the same served templates: the webhook's catalog and the directory."""
     before = {"good.yaml": GOOD, "t.yaml": GOOD}
     reloaded = reload_errors(tmp_path, before, after)
-    response = await validate(validating, edit(after, old=before))
+    serving = Catalog.from_load(load_sources(Source(k, v, k) for k, v in before.items()))
+    response = await validate(make_harness(serving, settings=SETTINGS), edit(after, old=before))
     assert response["allowed"] is (not reloaded)
     if reloaded:
         assert response["status"]["message"] == SEPARATOR.join(bounded(reloaded))
@@ -156,7 +159,7 @@ async def test_a_hostile_configmap_gets_a_bounded_denial(validating: Harness) ->
     many = {f"t{i}.yaml": "containers: [\n" for i in range(10_000)}
     response = await validate(validating, edit(many))
     message = response["status"]["message"]
-    assert len(message) <= LIMIT
+    assert len(message.encode()) <= LIMIT
     assert message.startswith("t0.yaml:2: invalid YAML") and message.endswith(" more")
 
 
@@ -176,3 +179,12 @@ async def test_bad_requests_are_4xx_not_reviews(
     assert answer.status_code == status
     assert answer.headers["content-type"].startswith("text/plain")
     assert validations(validating, "allowed") == validations(validating, "denied") == 0
+
+
+async def test_the_log_line_is_bounded_too(validating: Harness) -> None:
+    huge = "containers: [{name: a, image: x}]\nnamespaces: ['" + "X" * 200_000 + "']\n"
+    with capture_logs() as logs:
+        await validate(validating, edit({"t.yaml": huge}))
+    [line] = logs
+    assert line["error_count"] == 1
+    assert len("; ".join(line["errors"]).encode()) <= LIMIT
