@@ -246,10 +246,13 @@ def test_no_ready_replica_and_no_ready_endpoint_fail(operator: Operator) -> None
     assert code == 1
     [replicas] = checks["replicas"]
     assert replicas["level"] == "fail" and "has no ready replica (of 2)" in replicas["message"]
-    if operator.cluster.config.webhook == "external":
-        return  # every entry is called at webhook.url: no endpoints to have
     [endpoints] = checks["endpoints"]
-    assert endpoints["level"] in ("fail", "warn"), endpoints
+    expected = {
+        "external": "ok",  # every entry is called at webhook.url: no endpoints to have
+        "service": "warn",  # the suite's ExternalName Service: endpoints not checked
+        "in-cluster": "fail",
+    }[operator.cluster.config.webhook]
+    assert endpoints["level"] == expected, endpoints
 
 
 def test_a_broken_template_in_the_configmap_fails_with_its_line(operator: Operator) -> None:
@@ -399,8 +402,8 @@ def job_template(annotations: Mapping[str, str]) -> Obj:
     }
 
 
-def pods_of(operator: Operator) -> list[Obj]:
-    items: list[Obj] = operator.kubectl.get("pods", f"--namespace={OWNERS}")["items"]
+def pods_of(operator: Operator, namespace: str = OWNERS) -> list[Obj]:
+    items: list[Obj] = operator.kubectl.get("pods", f"--namespace={namespace}")["items"]
     return items
 
 
@@ -537,6 +540,7 @@ def test_outdated_lists_exactly_the_pods_of_the_edited_template(
 # --- explain ---
 
 BAD_OVERRIDE = {INJECT: "log-shipper", f"{PARAM}.logLevel": "x"}
+LOCKED = {INJECT: "e2e-restricted", "sidecar-injector.io/e2e-restricted.endpoint": "evil:1"}
 EXPLAIN_CASES: list[tuple[str, str, dict[str, str], str, bool]] = [
     ("injected", APPS, {INJECT: "log-shipper"}, "injected", True),
     ("profiled", "e2e-profile", {}, "injected", True),
@@ -548,6 +552,8 @@ EXPLAIN_CASES: list[tuple[str, str, dict[str, str], str, bool]] = [
     ("missing", APPS, {INJECT: "log-shiper"}, "template_not_found", False),
     ("override", APPS, BAD_OVERRIDE, "invalid_parameter", False),
     ("clash", APPS, {INJECT: "log-shipper,e2e-clash"}, "conflict", False),
+    ("elsewhere", APPS, {INJECT: "e2e-restricted"}, "namespace_not_allowed", False),
+    ("locked", "e2e-profile", LOCKED, "parameter_locked", False),
 ]  # fmt: skip
 
 
@@ -605,6 +611,31 @@ def test_explain_a_live_pod_and_whether_it_is_outdated(operator: Operator) -> No
     plain = operator.target.apiserver.admit(bare("plain", None), APPS)
     code, [why] = operator.json("explain", plain.stored["metadata"]["name"], "-n", APPS)
     assert (code, why["reason"]) == (1, "not_requested")
+    if not operator.cluster.controllers:
+        return
+    # The opt-in on the Deployment's own metadata, not its pod template: named as a hint.
+    misplaced = deployment("misplaced", None, replicas=1)
+    misplaced["metadata"] |= {"namespace": APPS, "annotations": {INJECT: "log-shipper"}}
+    operator.kubectl.apply(misplaced)
+    try:
+        deadline = time.monotonic() + POD_TIMEOUT
+        while not (
+            pods := [
+                p
+                for p in pods_of(operator, APPS)
+                if p["metadata"].get("generateName", "").startswith("misplaced-")
+            ]
+        ):
+            assert time.monotonic() < deadline, "the Deployment created no pod"
+            time.sleep(0.5)
+        code, [found] = operator.json("explain", pods[0]["metadata"]["name"], "-n", APPS)
+        assert (code, found["reason"]) == (1, "not_requested")
+        assert found["hints"] == [
+            f"{INJECT} is set on the Deployment's own metadata; it belongs in "
+            "spec.template.metadata.annotations (the pods')"
+        ]
+    finally:
+        operator.kubectl.run("delete", "deployment", "misplaced", f"--namespace={APPS}")
 
 
 CERTIFICATE_CRD: Obj = {

@@ -144,6 +144,9 @@ def run_validate(args: argparse.Namespace) -> int:
     else:
         print(f"error: {path} does not exist", file=sys.stderr)
         return 2
+    if not sources:
+        print(f"error: {path} holds no template (keys named <template>.yaml)", file=sys.stderr)
+        return 1
     result = load_sources(sources)
     _print_load_errors(result, prefix="")
     broken = len(result.errors)

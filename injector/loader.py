@@ -135,46 +135,56 @@ def load_directory(directory: str | os.PathLike[str]) -> LoadResult:
 
 
 def file_sources(path: str | os.PathLike[str]) -> list[Source]:
-    """A ConfigMap manifest's templates, or the file itself as one template."""
+    """A ConfigMap manifest's templates (none, if its ConfigMaps hold none), or the file
+    itself as one template."""
     text = Path(path).read_text(encoding="utf-8")
     label = os.fspath(path)
     try:
         sources = configmap_sources(text, label)
     except yaml.YAMLError:
-        sources = []  # reported with its line when loaded as a template
-    return sources or [Source(Path(path).name, text, label)]
+        sources = None  # reported with its line when loaded as a template
+    return [Source(Path(path).name, text, label)] if sources is None else sources
 
 
-def configmap_sources(text: str, label: str) -> list[Source]:
-    """The `data` of every ConfigMap in a manifest, with lines pointing into that manifest."""
+def configmap_sources(text: str, label: str) -> list[Source] | None:
+    """The templates of every ConfigMap in a manifest — `data`, with lines pointing into the
+    manifest, and `binaryData` decoded — or None when the manifest holds no ConfigMap."""
     loader = yaml.SafeLoader(text)
-    sources: list[Source] = []
+    sources: list[Source] | None = None
     try:
         while loader.check_node():
             node = loader.get_node()
-            if node is not None:
-                sources += _configmap_data(node, label)
+            found = _configmap_data(node, label) if node is not None else None
+            if found is not None:
+                sources = [*(sources or []), *found]
     finally:
         loader.dispose()
     return sources
 
 
-def _configmap_data(node: yaml.Node, label: str) -> list[Source]:
+def _configmap_data(node: yaml.Node, label: str) -> list[Source] | None:
     if not isinstance(node, yaml.MappingNode):
-        return []
+        return None
     fields = {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
     kind = fields.get("kind")
     if not isinstance(kind, yaml.ScalarNode) or kind.value != "ConfigMap":
-        return []
-    data = fields.get("data")
-    if not isinstance(data, yaml.MappingNode):
-        return []
+        return None
     sources = []
-    for key_node, value_node in data.value:
+    data = fields.get("data")
+    for key_node, value_node in data.value if isinstance(data, yaml.MappingNode) else ():
+        if str(key_node.value).startswith("."):
+            continue
         # A block scalar (`|`) starts on the line after its indicator.
         block = isinstance(value_node, yaml.ScalarNode) and value_node.style in ("|", ">")
         offset = value_node.start_mark.line + (1 if block else 0)
         sources.append(
             Source(str(key_node.value), str(value_node.value), f"{label}[{key_node.value}]", offset)
         )
+    binary = fields.get("binaryData")
+    if isinstance(binary, yaml.MappingNode):
+        encoded = {str(k.value): str(v.value) for k, v in binary.value}
+        sources += [
+            Source(s.key, s.text, f"{label}[binaryData {s.key}]", read_error=s.read_error)
+            for s in object_sources({}, encoded)
+        ]
     return sources

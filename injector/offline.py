@@ -97,6 +97,23 @@ def add_namespace(parser: argparse.ArgumentParser, default: str | None, help: st
     )
 
 
+def settings_given(args: argparse.Namespace) -> list[str]:
+    """The settings flags given on the command line (not left at their defaults)."""
+    defaults = {
+        "annotation_prefix": DEFAULT_PREFIX,
+        "default_templates": (),
+        "profile": [],
+        "native_sidecars": False,
+        "exclude_namespaces": DEFAULT_EXCLUDED,
+        "namespace_label": None,
+    }
+    return [
+        f"--{name.replace('_', '-')}"
+        for name, default in defaults.items()
+        if getattr(args, name) != default
+    ]
+
+
 def settings(args: argparse.Namespace) -> Settings:
     try:
         profiles = parse_profiles(";".join(args.profile))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -329,3 +330,24 @@ def test_inject_handles_openshift_deployment_configs_like_deployments() -> None:
     assert "--tag=shop.legacy-" in template["spec"]["containers"][1]["args"]
     assert "sidecar-injector.io/status" in template["metadata"]["annotations"]
     assert config["apiVersion"] == "apps.openshift.io/v1" and config["spec"]["replicas"] == 2
+
+
+def test_validate_reads_binary_data_and_refuses_a_configmap_without_templates(
+    tmp_path: Path,
+) -> None:
+    manifest = tmp_path / "cm.yaml"
+    encoded = base64.b64encode(b"containers: [").decode()
+    good = base64.b64encode(b"containers: [{name: s, image: x}]").decode()
+    manifest.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: t}\n"
+        f"binaryData:\n  bad.yaml: {encoded}\n  good.yaml: {good}\n"
+    )
+    result = run("validate", str(manifest))
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"{manifest}[binaryData bad.yaml]:2: invalid YAML")
+    assert result.stderr == "1 template(s) valid, 1 broken\n"
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: t}\ndata: {}\n")
+    nothing = run("validate", str(empty))
+    assert nothing.returncode == 1
+    assert nothing.stderr == f"error: {empty} holds no template (keys named <template>.yaml)\n"

@@ -218,7 +218,7 @@ def test_configmap_lines_point_into_the_manifest(tmp_path: Path) -> None:
 
 
 def test_other_documents_and_kinds_are_not_templates() -> None:
-    assert configmap_sources("kind: Secret\ndata: {a.yaml: x}\n---\n- 1\n", "m.yaml") == []
+    assert configmap_sources("kind: Secret\ndata: {a.yaml: x}\n---\n- 1\n", "m.yaml") is None
 
 
 def test_a_plain_file_is_one_template(tmp_path: Path) -> None:

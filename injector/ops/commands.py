@@ -235,6 +235,12 @@ def run_explain(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
             raise offline.UsageError("give a POD name or -f MANIFEST (one of them)")
         if args.pod and args.templates_dir:
             raise offline.UsageError("--templates-dir works with -f MANIFEST only")
+        given = offline.settings_given(args)
+        if given and not args.templates_dir:
+            raise offline.UsageError(
+                f"{', '.join(given)}: with a cluster the running webhook's own settings apply; "
+                "these flags are for offline use, with --templates-dir"
+            )
         explanations = _explain_offline(args) if args.templates_dir else _explain_online(args)
         if args.output == "json":
             _json(stdout, [e.to_json() for e in explanations])
@@ -289,7 +295,46 @@ def _explain_online(args: argparse.Namespace) -> list[Explanation]:
     namespace = args.namespace or client.namespace
     with reading(client, f"get pod {args.pod} in namespace {namespace}"):
         pod = client.get(Pod, args.pod, namespace=namespace).to_dict()
-    return [explain(f"Pod {namespace}/{args.pod}", pod, namespace, world(namespace))]
+    owner = _workload(client, pod, namespace)
+    return [explain(f"Pod {namespace}/{args.pod}", pod, namespace, world(namespace), owner)]
+
+
+def _workload(client: Client, pod: Obj, namespace: str) -> Obj | None:
+    """The workload that created the pod (ReplicaSet → Deployment, Job → CronJob), whose own
+    annotations may hold a misplaced opt-in; None when it cannot be read."""
+    from lightkube.resources.apps_v1 import (  # noqa: PLC0415
+        DaemonSet,
+        Deployment,
+        ReplicaSet,
+        StatefulSet,
+    )
+    from lightkube.resources.batch_v1 import CronJob, Job  # noqa: PLC0415
+
+    from injector.ops.kube import AccessError, reading  # noqa: PLC0415
+
+    kinds: dict[str, Any] = {
+        "ReplicaSet": ReplicaSet,
+        "Deployment": Deployment,
+        "StatefulSet": StatefulSet,
+        "DaemonSet": DaemonSet,
+        "Job": Job,
+        "CronJob": CronJob,
+    }
+    found: Obj | None = None
+    current = pod
+    for _ in range(2):  # a pod's controller, and that controller's own
+        owners = (current.get("metadata") or {}).get("ownerReferences") or []
+        controller = next((o for o in owners if o.get("controller")), None)
+        if controller is None or controller.get("kind") not in kinds:
+            break
+        try:
+            with reading(client, f"get {controller['kind'].lower()} {controller['name']}"):
+                kind = kinds[controller["kind"]]
+                current = client.get(kind, controller["name"], namespace=namespace).to_dict()
+        except AccessError:
+            break  # the hint is a bonus: without the permission, explain without it
+        found = {**current, "kind": controller["kind"]}
+    return found
 
 
 def _explain_manifest(
