@@ -188,6 +188,28 @@ def status_of(templates: Sequence[Template], profile: str | None = None, *, nati
     return orjson.dumps(record).decode()
 
 
+NOT_INJECTED = frozenset({"description", "namespaces", "hidden"})
+"""Template keys that change who may get it or how it is shown, not what a pod gets."""
+PARAMETER_OUTPUT = ("type", "default")
+"""What of a parameter spec can change a rendering; the rest only validates overrides."""
+
+
+def injected_content(raw: Mapping[str, JSON]) -> dict[str, JSON]:
+    """The part of a template that decides what pods get: its digest changes only when that
+    does, so `outdated` never asks for restarts after an edit of a description or of who may
+    request it."""
+    content = {key: value for key, value in raw.items() if key not in NOT_INJECTED}
+    parameters = raw.get("parameters")
+    if isinstance(parameters, dict):
+        content["parameters"] = {
+            name: {k: spec.get(k) for k in PARAMETER_OUTPUT if k in spec}
+            if isinstance(spec, dict)
+            else spec
+            for name, spec in parameters.items()
+        }
+    return content
+
+
 def digest_of(data: JSON) -> str:
     """A short content digest that ignores formatting and key order."""
     canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
@@ -257,7 +279,7 @@ def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
         return None, problems
     template = Template(
         name=name,
-        digest=digest_of(raw),
+        digest=digest_of(injected_content(raw)),
         description=raw.get("description", ""),
         params=params,
         target_containers=tuple(raw.get("targetContainers", [])),

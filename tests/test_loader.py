@@ -309,3 +309,26 @@ def test_unknown_filters_and_bad_defaults_point_at_their_fields() -> None:
         "containers: [{name: s, image: 'i:{{ params.tag }}'}]\n"
     )
     assert errors == ["t.yaml:2: parameters.tag.default: 'x' is not a string matching ^v"]
+
+
+def test_the_digest_follows_what_pods_get_only() -> None:
+    base = "containers: [{name: s, image: 'x:{{ params.tag }}'}]\nparameters:\n  tag: {type: string, default: '1'}\n"
+
+    def digest(text: str) -> str:
+        result = load_sources([Source("t.yaml", text, "t.yaml")])
+        assert not result.errors, result.errors
+        return result.templates["t"].digest
+
+    same = digest(base)
+    for edit in (
+        "description: now documented\n",
+        "namespaces: [prod]\n",
+        "hidden: true\n",
+    ):
+        assert digest(base + edit) == same, edit
+    assert (
+        digest(base.replace("default: '1'", "default: '1', description: d, enum: ['1', '2']"))
+        == same
+    )
+    assert digest(base.replace("default: '1'", "default: '2'")) != same
+    assert digest(base.replace("x:", "y:")) != same
