@@ -113,9 +113,9 @@ def run_inject(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
         return 2
     _print_load_errors(result, prefix="warning: ")
     try:
-        docs = list(yaml.safe_load_all(_read(args.filename)))
-    except (OSError, yaml.YAMLError) as exc:
-        print(f"error: cannot read {args.filename}: {exc}", file=sys.stderr)
+        docs = offline.read_manifests(args.filename)
+    except offline.UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     profile = route(args.namespace_label, settings)
     outcome = inject_all(docs, catalog, settings, args.namespace, profile)
@@ -127,12 +127,6 @@ def run_inject(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
         return 1
     yaml.dump_all(outcome.objects, stdout, Dumper=_Dumper, sort_keys=False)
     return 0
-
-
-def _read(filename: str) -> str:
-    if filename == "-":
-        return sys.stdin.read()
-    return Path(filename).read_text(encoding="utf-8")
 
 
 def run_validate(args: argparse.Namespace) -> int:

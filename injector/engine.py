@@ -51,7 +51,7 @@ def decide(
 ) -> Decision:
     """Decide for one pod object (the admission request's or one from a manifest). The pod's
     own `inject` annotation decides alone; without it, the namespace's `profile` does."""
-    problem = _shape_problem(pod)
+    problem = shape_problem(pod)
     if problem is not None:
         return Decision(errors=(InjectionError("invalid_pod", problem),))
     annotations: Obj = pod["metadata"].get("annotations") or {}
@@ -218,7 +218,7 @@ def _status(templates: Sequence[Template], profile: str | None, native: bool) ->
     return status_of(templates, profile, native=native)
 
 
-def _shape_problem(pod: JSON) -> str | None:
+def shape_problem(pod: JSON) -> str | None:
     """The few structural facts the engine relies on; the API server validates the rest."""
     if not isinstance(pod, dict):
         return "the request has no pod object"

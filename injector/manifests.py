@@ -73,7 +73,8 @@ class _Run:
         if path is None or not isinstance(template, dict):
             return doc
         # Controllers name their pods <owner>-<suffix>; templates see that as generateName.
-        template_meta = template.get("metadata") or {}
+        raw_template_meta = template.get("metadata")
+        template_meta = raw_template_meta if isinstance(raw_template_meta, dict) else {}
         pod = {
             "metadata": {"generateName": f"{metadata.get('name', '')}-", **template_meta},
             "spec": template.get("spec"),

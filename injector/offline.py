@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import yaml
 
 from injector.catalog import Catalog
 from injector.loader import LoadResult, directory_sources, load_sources
@@ -17,6 +20,7 @@ from injector.service.config import (
     parse_namespace,
     parse_prefix,
     parse_profiles,
+    parse_template_names,
 )
 
 DEFAULT_TEMPLATES_DIR = "/etc/sidecar-injector/templates"
@@ -57,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser, templates_dir: str | None) ->
     parser.add_argument(
         "--default-templates",
         default=(),
-        type=checked(parse_names),
+        type=checked(parse_template_names),
         help='templates that inject: "true" stands for (CSV)',
     )
     parser.add_argument(
@@ -133,3 +137,16 @@ def catalog(templates_dir: str) -> tuple[Catalog, LoadResult]:
         raise UsageError(f"templates directory {templates_dir} does not exist")
     result = load_sources(directory_sources(templates_dir))
     return Catalog.from_load(result), result
+
+
+def read_manifests(filename: str) -> list[Any]:
+    """The YAML documents of a manifest file, or of stdin for `-`."""
+    try:
+        if filename == "-":
+            text = sys.stdin.read()
+        else:
+            with open(filename, encoding="utf-8") as file:
+                text = file.read()
+        return list(yaml.safe_load_all(text))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise UsageError(f"cannot read {filename}: {exc}") from None

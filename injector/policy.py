@@ -19,7 +19,8 @@ DISABLED = "disabled"
 """The namespace label value that opts a whole namespace out, annotated pods included."""
 UNKNOWN_PROFILE = "unknown-profile"
 """The path of the catch-all webhook entry: a namespace label that names no profile."""
-RESERVED_PROFILES = frozenset({ENABLED, DISABLED, UNKNOWN_PROFILE})
+RESERVED_PROFILES = frozenset({ENABLED, DISABLED, UNKNOWN_PROFILE, "true", "false"})
+"""`true`/`false` too: a namespace label of either reads like the pod annotation's values."""
 MAX_TEMPLATES = 32
 """Templates one pod may request: far above real use, low enough that a hostile annotation
 cannot make a review (or its answer) expensive."""

@@ -351,3 +351,23 @@ def test_validate_reads_binary_data_and_refuses_a_configmap_without_templates(
     nothing = run("validate", str(empty))
     assert nothing.returncode == 1
     assert nothing.stderr == f"error: {empty} holds no template (keys named <template>.yaml)\n"
+
+
+def test_explain_and_inject_refuse_unreadable_or_odd_manifests(tmp_path: Path) -> None:
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe kind: Pod")
+    templates = ("--templates-dir", str(EXAMPLES / "templates"))
+    for command in ("inject", "explain"):
+        result = run(command, *templates, "-f", str(binary))
+        assert result.returncode == 2, result.stderr
+        assert f"error: cannot read {binary}: 'utf-8' codec can't decode" in result.stderr
+    odd = "kind: Deployment\nmetadata: web\nspec: {template: {metadata: x, spec: {}}}\n"
+    explained = run("explain", *templates, "-f", "-", stdin=odd)
+    assert explained.returncode == 1, explained.stderr
+    assert "spec.containers must list at least one container" in explained.stdout
+    assert "Traceback" not in explained.stderr + explained.stdout
+    injected = run("inject", *templates, "-f", "-", stdin=odd)
+    assert injected.returncode == 1
+    assert (
+        injected.stderr == "error: Deployment/?: spec.containers must list at least one container\n"
+    )

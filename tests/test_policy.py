@@ -147,6 +147,8 @@ def test_an_unknown_profile_is_an_error_listing_the_profiles(
         ("enabled", "reserved"),
         ("disabled", "reserved"),
         ("unknown-profile", "reserved"),
+        ("true", "reserved"),
+        ("false", "reserved"),
         ("Mesh", "DNS-1123"),
         ("-mesh", "DNS-1123"),
         ("x" * 64, "DNS-1123"),

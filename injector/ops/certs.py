@@ -54,7 +54,7 @@ def verify(bundle: bytes, chain: bytes, name: str, now: datetime.datetime) -> Fi
             f"{leaf.issuer.rfc4514_string()}; the bundle holds "
             f"{', '.join(ca.subject.rfc4514_string() for ca in cas)})"
         )
-    if name not in _dns_names(leaf):
+    if not any(covers(pattern, name) for pattern in _dns_names(leaf)):
         problems.append(
             f"the serving certificate does not cover {name} (it covers "
             f"{', '.join(_dns_names(leaf)) or 'no DNS name'})"
@@ -64,6 +64,16 @@ def verify(bundle: bytes, chain: bytes, name: str, now: datetime.datetime) -> Fi
     elif leaf.not_valid_before_utc > now:
         problems.append(f"the serving certificate is not valid before {leaf.not_valid_before_utc}")
     return Finding(tuple(problems), expires)
+
+
+def covers(pattern: str, name: str) -> bool:
+    """Whether a certificate name covers `name`: case-insensitive, and a leading `*.`
+    standing for exactly one label (RFC 6125)."""
+    pattern, name = pattern.lower().rstrip("."), name.lower().rstrip(".")
+    if not pattern.startswith("*."):
+        return pattern == name
+    first, _, rest = name.partition(".")
+    return bool(first) and rest == pattern[2:]
 
 
 def _issued_by(

@@ -256,6 +256,14 @@ def _templates(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
         )
     else:
         count = len([s for s in snapshot.templates if s.key.endswith(".yaml")])
+        if count == 0:
+            yield Result(
+                "fail",
+                "templates",
+                f"ConfigMap {name} holds no template: a restarted replica would serve none",
+                "add the templates back (the running replicas keep their last set)",
+            )
+            return
         yield Result("ok", "templates", f"ConfigMap {name}: {count} template(s) load")
 
 
@@ -282,7 +290,10 @@ def _namespaces(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
     settings = snapshot.install.config.settings
     valid = {*settings.routed_profiles, DISABLED}
     key = settings.inject_key
-    for namespace, value in sorted(snapshot.labeled_namespaces.items()):
+    # Pods there never reach the webhook, whatever the label says.
+    excluded = {*settings.exclude_namespaces, "kube-system", snapshot.install.namespace}
+    labeled = {n: v for n, v in snapshot.labeled_namespaces.items() if n not in excluded}
+    for namespace, value in sorted(labeled.items()):
         if value in valid:
             continue
         why = (
@@ -297,12 +308,8 @@ def _namespaces(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
             f"kubectl label namespace {namespace} {key}=<one of: {', '.join(sorted(valid))}> "
             "--overwrite",
         )
-    if snapshot.labeled_namespaces and all(
-        v in valid for v in snapshot.labeled_namespaces.values()
-    ):
-        yield Result(
-            "ok", "namespace labels", f"{len(snapshot.labeled_namespaces)} labeled namespace(s)"
-        )
+    if labeled and all(v in valid for v in labeled.values()):
+        yield Result("ok", "namespace labels", f"{len(labeled)} labeled namespace(s)")
 
 
 # --- reading the cluster ---

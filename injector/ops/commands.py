@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 import orjson
-import yaml
 
 from injector import offline
 from injector.manifests import POD_TEMPLATE_PATHS, dig
@@ -342,14 +341,10 @@ def _explain_manifest(
 ) -> list[Explanation]:
     from injector.ops.explain import explain  # noqa: PLC0415
 
-    try:
-        text = sys.stdin.read() if filename == "-" else open(filename, encoding="utf-8").read()  # noqa: SIM115
-        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
-    except (OSError, yaml.YAMLError) as exc:
-        raise offline.UsageError(f"cannot read {filename}: {exc}") from None
+    docs = [d for d in offline.read_manifests(filename) if isinstance(d, dict)]
     found = []
     for doc, pod, owner in _pods(docs):
-        metadata = doc.get("metadata") or {}
+        metadata = _mapping(doc.get("metadata"))
         namespace = str(metadata.get("namespace") or default_namespace)
         label = f"{doc.get('kind')} {namespace}/{metadata.get('name', '?')}"
         found.append(explain(label, pod, namespace, world(namespace), owner))
@@ -369,9 +364,14 @@ def _pods(docs: Iterable[Obj]) -> Iterable[tuple[Obj, Obj, Obj | None]]:
         path = POD_TEMPLATE_PATHS.get(str(kind))
         template = dig(doc, path) if path else None
         if isinstance(template, dict):
-            name = (doc.get("metadata") or {}).get("name", "")
-            metadata = {"generateName": f"{name}-", **(template.get("metadata") or {})}
-            yield doc, {"metadata": metadata, "spec": template.get("spec") or {}}, doc
+            name = _mapping(doc.get("metadata")).get("name", "")
+            metadata = {"generateName": f"{name}-", **_mapping(template.get("metadata"))}
+            yield doc, {"metadata": metadata, "spec": template.get("spec")}, doc
+
+
+def _mapping(value: Any) -> Obj:
+    """A manifest's metadata, or {} where it is missing or not a map (explain says so)."""
+    return value if isinstance(value, dict) else {}
 
 
 # --- output ---

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from injector.catalog import Catalog
-from injector.engine import decide
+from injector.engine import decide, shape_problem
 from injector.errors import ErrorReason
 from injector.ops.outdated import PodRecord, report
 from injector.ops.selectors import matches, opted_out
@@ -91,10 +91,32 @@ def explain(
 ) -> Explanation:
     """Why `pod` (created in `namespace`) is or is not injected; `owner` is the workload a pod
     template comes from, whose own annotations may hold a misplaced opt-in."""
+    problem = _manifest_problem(pod)
+    if problem is not None:
+        return Explanation(target, False, "invalid_pod", problem, FIXES["invalid_pod"])
     found = _decide(target, pod, namespace, world)
     if not found.injected:
         found.hints = hints(pod, world, owner)
     return found
+
+
+def _manifest_problem(pod: Obj) -> str | None:
+    """What the API server would refuse before any webhook ran (a manifest from a file is
+    not validated yet), as far as explaining relies on it."""
+    problem = shape_problem(pod)
+    if problem is not None:
+        return problem
+    for field_name in ("annotations", "labels"):
+        entries = pod["metadata"].get(field_name) or {}
+        if not isinstance(entries, dict):
+            return f"metadata.{field_name} must be a map"
+        for key, value in entries.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                return (
+                    f"metadata.{field_name}: {key!r}: {value!r} is not a string; quote it "
+                    "(the API server refuses numbers and booleans there)"
+                )
+    return None
 
 
 def _decide(target: str, pod: Obj, namespace: str, world: World) -> Explanation:
@@ -146,7 +168,15 @@ def _decide(target: str, pod: Obj, namespace: str, world: World) -> Explanation:
     decision = decide(pod, namespace, world.catalog, settings, profile)
     if decision.errors:
         first = decision.errors[0]
-        return Explanation(target, False, first.reason, first.message, FIXES[first.reason])
+        message = first.message
+        if first.reason == "template_load_failed" and first.template is not None:
+            details = "; ".join(str(e) for e in world.catalog.errors.get(first.template, ()))
+            message = (
+                f"template {first.template!r} fails to load from the ConfigMap: {details} "
+                "(replicas that loaded an earlier good version still inject that one; a "
+                "restarted replica denies it)"
+            )
+        return Explanation(target, False, first.reason, message, FIXES[first.reason])
     if decision.skip is not None:
         return Explanation(target, False, decision.skip, f"the webhook skips it ({decision.skip})")
     by = f" (profile {decision.profile})" if decision.profile else ""
@@ -209,8 +239,9 @@ def hints(pod: Obj, world: World, owner: Obj | None = None) -> list[str]:
             found.append(f"annotation {candidate} looks like a typo of {near}")
         elif candidate.endswith("/inject"):
             found.append(f"annotation {candidate} is another prefix's; this injector reads {key}")
-    own = (owner or {}).get("metadata", {}).get("annotations") or {}
-    if key in own:
+    owner_metadata = (owner or {}).get("metadata")
+    own = owner_metadata.get("annotations") if isinstance(owner_metadata, dict) else None
+    if isinstance(own, dict) and key in own:
         kind = (owner or {}).get("kind", "the workload")
         found.append(
             f"{key} is set on the {kind}'s own metadata; it belongs in "

@@ -8,9 +8,10 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import httpx2
+import yaml
 from lightkube import Client, KubeConfig
 from lightkube.core.exceptions import ApiError, ConfigError
 
@@ -29,25 +30,58 @@ class AccessError(Exception):
 
 
 def connect(kubeconfig: str | None, context: str | None) -> Client:
-    """A client as kubectl would make one: --kubeconfig, else $KUBECONFIG, else in-cluster
-    credentials (in a pod), else ~/.kube/config; --context, else the current context."""
-    path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
+    """A client as kubectl would make one: --kubeconfig, else the files of $KUBECONFIG
+    (merged, the first to set a value wins), else ~/.kube/config, else the pod's service
+    account (in-cluster); --context, else the current context. Proxies from the environment
+    (HTTPS_PROXY, NO_PROXY) apply."""
+    paths = [kubeconfig] if kubeconfig else _env_paths()
     try:
-        if path:
-            config = KubeConfig.from_file(Path(path).expanduser())
+        if paths:
+            config = _merged([Path(p).expanduser() for p in paths])
+        elif DEFAULT_KUBECONFIG.expanduser().exists():
+            config = KubeConfig.from_file(DEFAULT_KUBECONFIG.expanduser())
         else:
-            config = KubeConfig.from_env(default_config=Path("~/.kube/config").expanduser())
-        single = config.get(context_name=context)
+            config = KubeConfig.from_service_account()
     except ConfigError as exc:
         raise AccessError(
             f"no usable kubeconfig: {exc}; pass --kubeconfig or set KUBECONFIG"
         ) from None
-    except OSError as exc:
+    except (OSError, yaml.YAMLError) as exc:
         raise AccessError(f"cannot read the kubeconfig: {exc}") from None
+    try:
+        single = config.get(context_name=context)
+    except ConfigError:
+        single = None
     if single is None:
-        where = f"context {context!r}" if context else "a current context"
-        raise AccessError(f"the kubeconfig has no {where}; pass --context")
-    return Client(single, timeout=httpx2.Timeout(REQUEST_TIMEOUT), trust_env=False)
+        where = f"context {context!r}" if context else "current context"
+        known = ", ".join(sorted(config.contexts)) or "none"
+        raise AccessError(f"the kubeconfig has no {where}; pass --context (contexts: {known})")
+    return Client(single, timeout=httpx2.Timeout(REQUEST_TIMEOUT))
+
+
+DEFAULT_KUBECONFIG = Path("~/.kube/config")
+
+
+def _env_paths() -> list[str]:
+    return [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+
+
+def _merged(paths: list[Path]) -> KubeConfig:
+    """kubectl's merge of several kubeconfig files: named entries and the current context
+    from the first file that has them."""
+    if len(paths) == 1:
+        return KubeConfig.from_file(paths[0])
+    merged: dict[str, Any] = {"clusters": [], "users": [], "contexts": []}
+    for path in paths:
+        if not path.exists():
+            continue
+        loaded = yaml.safe_load(path.read_text()) or {}
+        for key in ("clusters", "users", "contexts"):
+            names = {entry["name"] for entry in merged[key]}
+            merged[key] += [e for e in loaded.get(key) or () if e.get("name") not in names]
+        if not merged.get("current-context"):
+            merged["current-context"] = loaded.get("current-context")
+    return KubeConfig.from_dict(merged, fname=paths[0])
 
 
 @contextlib.contextmanager

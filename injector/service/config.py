@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Generic, Literal, TypeVar, get_args
 
 from injector.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
-from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings, check_profile_name
+from injector.policy import (
+    DEFAULT_EXCLUDED,
+    DEFAULT_PREFIX,
+    MAX_TEMPLATES,
+    Settings,
+    check_profile_name,
+)
 
 ENV_PREFIX = "SIDECAR_INJECTOR_"
 
@@ -163,11 +169,19 @@ def parse_profiles(text: str) -> dict[str, tuple[str, ...]]:
             raise ValueError(problem)
         if name in profiles:
             raise ValueError(f"profile {name!r} is defined twice")
-        templates = parse_names(names)
+        templates = parse_template_names(names)
         if not templates:
             raise ValueError(f"profile {name!r} names no templates; expected {name}=t1,t2")
         profiles[name] = templates
     return profiles
+
+
+def parse_template_names(text: str) -> tuple[str, ...]:
+    """Template names for one request (a profile, the default set): at most MAX_TEMPLATES."""
+    names = parse_names(text)
+    if len(names) > MAX_TEMPLATES:
+        raise ValueError(f"{len(names)} templates; a pod may request at most {MAX_TEMPLATES}")
+    return names
 
 
 def parse_namespace(text: str) -> str:
@@ -251,7 +265,7 @@ FLAGS: tuple[Flag[object], ...] = (
     Flag(
         "default-templates",
         "",
-        parse_names,
+        parse_template_names,
         'comma-separated templates injected for <prefix>/inject: "true"',
         "NAMES",
     ),

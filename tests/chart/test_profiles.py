@@ -99,6 +99,8 @@ def test_entries_route_each_namespace_label_like_the_service(
         ({"disabled": ["x"]}, "invalid propertyName 'disabled'"),
         ({"unknown-profile": ["x"]}, "invalid propertyName 'unknown-profile'"),
         ({"Mesh": ["x"]}, "invalid propertyName 'Mesh'"),
+        ({"false": ["x"]}, "invalid propertyName 'false'"),
+        ({"big": [f"t{i}" for i in range(33)]}, "maxItems"),
         ({"mesh": []}, "minItems"),
         ({"mesh": ["Envoy"]}, "mesh"),
     ],
@@ -109,3 +111,9 @@ def test_the_schema_refuses_reserved_and_malformed_profiles(
     error = helm.template_error({"config": {"profiles": profiles}})
     assert "values don't meet the specifications of the schema" in error
     assert message in error
+
+
+def test_the_schema_refuses_more_default_templates_than_a_pod_may_request(helm: Helm) -> None:
+    many = [f"t{i}" for i in range(33)]
+    error = helm.template_error({"config": {"defaultTemplates": many}})
+    assert "defaultTemplates" in error and "maxItems" in error

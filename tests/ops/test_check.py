@@ -16,7 +16,7 @@ from lightkube.resources.admissionregistration_v1 import (
 from lightkube.resources.apps_v1 import Deployment
 
 from injector.loader import Source
-from injector.ops.certs import decode_bundle, verify
+from injector.ops.certs import covers, decode_bundle, verify
 from injector.ops.check import Result, Snapshot, Unverifiable, run_checks
 from injector.ops.install import Install, service_config
 from tests.test_loader import GOOD
@@ -175,6 +175,12 @@ def test_a_healthy_install_passes_every_check() -> None:
             "sidecar-injector validate",
         ),
         (
+            {"templates": []},
+            "templates",
+            "holds no template: a restarted replica would serve none",
+            "add the templates back",
+        ),
+        (
             {"install": install(args=["--profile=mesh=envoy"])},
             "profiles",
             "profile 'mesh' name(s) envoy, which do not load",
@@ -236,6 +242,24 @@ def test_certificate_helpers() -> None:
     intermediate = CA.create_child_ca()
     via = intermediate.issue_cert(NAME)
     assert verify(CA.cert_pem.bytes(), chain(via), NAME, NOW).problems == ()
+
+
+def test_labels_on_namespaces_the_webhook_never_sees_are_not_judged() -> None:
+    labels = {"kube-system": "obs", "sidecar-injector": "obs", "dev": "enabled"}
+    results = run_checks(snapshot(labeled_namespaces=labels), NOW)
+    assert failures(results) == []
+    assert ("namespace labels", "1 labeled namespace(s)") in [(r.check, r.message) for r in results]
+
+
+def test_certificate_names_match_case_insensitively_and_by_one_label_wildcards() -> None:
+    assert covers("Injector.NS.svc", "injector.ns.svc.")
+    assert covers("*.ns.svc", "injector.ns.svc")
+    assert not covers("*.ns.svc", "a.injector.ns.svc")
+    assert not covers("*.ns.svc", "ns.svc")
+    assert not covers("injector.ns.svc", "other.ns.svc")
+    wildcard = CA.issue_cert("*.sidecar-injector.svc")
+    name = "sidecar-injector.sidecar-injector.svc"
+    assert verify(CA.cert_pem.bytes(), chain(wildcard), name, NOW).problems == ()
 
 
 def test_a_serving_secret_it_may_not_read_is_a_warning() -> None:

@@ -147,6 +147,26 @@ def test_near_misses_are_hints() -> None:
 
 
 @pytest.mark.parametrize(
+    ("metadata", "says"),
+    [
+        (None, "the pod has no metadata"),
+        ({"annotations": ["x"]}, "metadata.annotations must be a map"),
+        ({"annotations": {KEY: True}}, f"metadata.annotations: {KEY!r}: True is not a string"),
+        ({"labels": {1: "x"}}, "metadata.labels: 1: 'x' is not a string; quote it"),
+    ],
+)
+def test_a_manifest_the_api_server_would_refuse_says_why(metadata: Any, says: str) -> None:
+    broken = {**pod(), "metadata": metadata}
+    found = explain("Pod web", broken, "shop", world(), {"metadata": "x"})
+    assert (found.injected, found.reason) == (False, "invalid_pod")
+    assert says in found.message
+
+
+def test_an_owner_with_odd_metadata_gives_no_hint() -> None:
+    assert hints(pod(), world(), {"kind": "Deployment", "metadata": "x"}) == []
+
+
+@pytest.mark.parametrize(
     ("a", "b", "expected"),
     [
         ("inject", "inject", 0),

@@ -118,6 +118,17 @@ def test_lists_and_settings() -> None:
         ),
         (["--profile", "disabled=a"], {}, "profile name 'disabled' is reserved"),
         (["--profile", "unknown-profile=a"], {}, "profile name 'unknown-profile' is reserved"),
+        (["--profile", "true=a"], {}, "profile name 'true' is reserved"),
+        (
+            ["--profile", "big=" + ",".join(f"t{i}" for i in range(33))],
+            {},
+            "33 templates; a pod may request at most 32",
+        ),
+        (
+            ["--default-templates", ",".join(f"t{i}" for i in range(33))],
+            {},
+            "--default-templates='t0,t1,",
+        ),
         (["--profile", "Mesh=a"], {}, "profile name 'Mesh' must be a DNS-1123 label"),
         (["--profile", "mesh"], {}, "--profile='mesh': 'mesh' is not NAME=template1,template2"),
         (["--profile", "mesh="], {}, "profile 'mesh' names no templates; expected mesh=t1,t2"),
