@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import yaml
+
+from injector.template import TOP_KEYS
 
 from .helm import CHART_DIR, REPO_ROOT, Helm, Manifest
 
@@ -77,3 +80,17 @@ def test_every_template_is_a_yaml_mapping(helm: Helm) -> None:
         parsed: Manifest = yaml.safe_load(text)
         assert isinstance(parsed, dict), key
         assert parsed["description"], key
+
+
+def test_the_values_schema_takes_every_template_key(helm: Helm) -> None:
+    """The chart's schema for `templates.<name>` must not refuse a key the injector reads."""
+    schema = json.loads((CHART_DIR / "values.schema.json").read_text())
+    assert set(schema["definitions"]["template"]["properties"]) == TOP_KEYS
+    restricted = {
+        "description": "Only for the payments team",
+        "hidden": True,
+        "namespaces": ["payments-*"],
+        "sidecars": [{"name": "proxy", "image": "example/proxy:1.0"}],
+    }
+    content = data(helm, {"templates": {"pay": restricted}})
+    assert yaml.safe_load(content["pay.yaml"]) == restricted
