@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,14 @@ class Operator:
                 return
             assert time.monotonic() < deadline, f"deployment readiness never became {ready}"
             time.sleep(0.5)
+
+    def kubeconfig_with(self, path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+        """The current context's kubeconfig, changed (another user, another server)."""
+        view = self.kubectl.run("config", "view", "--raw", "--minify", "-o", "json").stdout
+        source = json.loads(view)
+        change(source)
+        path.write_text(json.dumps(source))
+        return path
 
     def write_secret(self, data: Mapping[str, str]) -> None:
         """The serving Secret, as cert-manager writes it."""
@@ -292,11 +300,12 @@ def test_forbidden_and_unreachable_are_one_line_and_exit_2(
     kubectl.run("create", "serviceaccount", "e2e-reader", f"--namespace={APPS}")
     try:
         token = kubectl.run("create", "token", "e2e-reader", f"--namespace={APPS}").stdout.strip()
-        kubeconfig = tmp_path / "reader.kubeconfig"
-        source = json.loads(kubectl.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
-        source["users"] = [{"name": "reader", "user": {"token": token}}]
-        source["contexts"][0]["context"]["user"] = "reader"
-        kubeconfig.write_text(json.dumps(source))
+
+        def as_reader(source: dict[str, Any]) -> None:
+            source["users"] = [{"name": "reader", "user": {"token": token}}]
+            source["contexts"][0]["context"]["user"] = "reader"
+
+        kubeconfig = operator.kubeconfig_with(tmp_path / "reader.kubeconfig", as_reader)
         denied = operator.run("check", kubeconfig=kubeconfig)
         assert denied.returncode == 2
         [line] = denied.stderr.splitlines()
@@ -338,10 +347,11 @@ def test_forbidden_and_unreachable_are_one_line_and_exit_2(
             )
     finally:
         kubectl.run("delete", "serviceaccount", "e2e-reader", f"--namespace={APPS}", check=False)
-    unreachable = tmp_path / "unreachable.kubeconfig"
-    source = json.loads(kubectl.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
-    source["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
-    unreachable.write_text(json.dumps(source))
+
+    def elsewhere(source: dict[str, Any]) -> None:
+        source["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+
+    unreachable = operator.kubeconfig_with(tmp_path / "unreachable.kubeconfig", elsewhere)
     down = operator.run("outdated", kubeconfig=unreachable)
     assert down.returncode == 2
     [line] = down.stderr.splitlines()
