@@ -19,6 +19,7 @@ from injector.service.http import (
     respond,
 )
 from injector.service.metrics import Metrics
+from injector.service.podreview import pod_request
 from injector.service.state import State
 
 PATH = "/mutate"
@@ -46,7 +47,8 @@ class MutateEndpoint:
         started = self.clock()
         try:
             check_request(scope["method"], scope["headers"], self.max_body_bytes)
-            request = parse(await read_body(receive, self.max_body_bytes))
+            body = await read_body(receive, self.max_body_bytes)
+            request = pod_request(body) or parse(body)
         except Refused as exc:
             await self._refuse(send, exc, started)
             return
