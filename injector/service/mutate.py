@@ -18,6 +18,7 @@ from injector.service.http import (
     refuse,
     respond,
 )
+from injector.service.logs import log_info
 from injector.service.metrics import Metrics
 from injector.service.podreview import pod_request
 from injector.service.state import State
@@ -93,18 +94,21 @@ def _log_review(request: dict[str, Any], result: Answer, seconds: float) -> None
     metadata = pod.get("metadata") if isinstance(pod, dict) else None
     if not isinstance(metadata, dict):
         metadata = {}
-    log.info(
+    log_info(
+        log,
         "admission",
-        uid=request["uid"],
-        namespace=request.get("namespace") or metadata.get("namespace"),
-        pod=request.get("name") or metadata.get("name") or metadata.get("generateName"),
-        operation=request.get("operation"),
-        dry_run=bool(request.get("dryRun")),
-        profile=result.profile,
-        requested=result.requested,
-        injected=result.injected,
-        outcome=result.outcome,
-        reason=result.reason,
-        errors=result.errors,
-        duration_ms=round(seconds * 1000, 3),
+        {
+            "uid": request["uid"],
+            "namespace": request.get("namespace") or metadata.get("namespace"),
+            "pod": request.get("name") or metadata.get("name") or metadata.get("generateName"),
+            "operation": request.get("operation"),
+            "dry_run": bool(request.get("dryRun")),
+            "profile": result.profile,
+            "requested": result.requested,
+            "injected": result.injected,
+            "outcome": result.outcome,
+            "reason": result.reason,
+            "errors": result.errors,
+            "duration_ms": round(seconds * 1000, 3),
+        },
     )
