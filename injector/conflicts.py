@@ -30,17 +30,16 @@ class Taken:
 
     def check(self, template: Template) -> list[InjectionError]:
         """Every clash the template would cause; empty means it can be claimed."""
-        clashes = [
-            ("container", name, self.containers[name])
-            for name in template.all_container_names
-            if name in self.containers
-        ]
-        clashes += [
-            ("volume", name, self.volumes[name])
-            for name in template.volume_names
-            if name in self.volumes
-        ]
-        return [_conflict(template.name, kind, name, owner) for kind, name, owner in clashes]
+        clashes: list[InjectionError] = []
+        # Loops, not comprehensions: this runs for every template of every review.
+        for kind, names, taken in (
+            ("container", template.all_container_names, self.containers),
+            ("volume", template.volume_names, self.volumes),
+        ):
+            for name in names:
+                if name in taken:
+                    clashes.append(_conflict(template.name, kind, name, taken[name]))
+        return clashes
 
     def claim(self, template: Template) -> None:
         for name in template.all_container_names:
