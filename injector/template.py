@@ -16,7 +16,7 @@ import orjson
 
 from injector.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from injector.params import ParamSpec, Value, parse_spec
-from injector.render import Compiler, Context, Node, RenderError, make_context
+from injector.render import Compiler, Const, Context, MapNode, Node, RenderError, make_context
 from injector.types import JSON, Obj
 from injector.yamlsrc import Path
 
@@ -95,7 +95,10 @@ class Template:
         """Render for one pod; raises RenderError naming the field that failed."""
         if not overrides and self.defaults_bound is not None:
             params, template = self._default_names
-            return _to_rendered(self.defaults_bound.render(Context(pod, params, template)))
+            data = self.defaults_bound.render(Context(pod, params, template))
+            if self._checked_by_default:
+                return _sections(data)
+            return _to_rendered(data)
         values = {n: s.default for n, s in self.params.items() if s.default is not None}
         values.update(overrides)
         return _to_rendered(self.tree.render(make_context(pod, values, self.name)))
@@ -107,6 +110,18 @@ class Template:
         defaults = {n: s.default for n, s in self.params.items() if s.default is not None}
         ctx = make_context({}, defaults, self.name)
         return ctx.params, ctx.template
+
+    @functools.cached_property
+    def _checked_by_default(self) -> bool:
+        """Whether the checks of `_check_rendered` hold for every render with the defaults: the
+        sections they look at (env, labels) do not depend on the pod, so the load-time test
+        render, which used the same defaults, already checked exactly these values."""
+        tree = self.defaults_bound
+        if isinstance(tree, Const):
+            return True
+        if not isinstance(tree, MapNode):
+            return False
+        return all(isinstance(node, Const) for key, node in tree.items if key in _CHECKED)
 
     @functools.cached_property
     def status_records(self) -> tuple[str, str]:
@@ -131,8 +146,18 @@ class Template:
         return tuple(name for name, spec in self.params.items() if spec.default is None)
 
 
+_CHECKED = ("env", "labels")
+"""The sections `_check_rendered` looks at."""
+
+
 def _to_rendered(data: JSON) -> Rendered:
-    rendered = Rendered(
+    rendered = _sections(data)
+    _check_rendered(rendered)
+    return rendered
+
+
+def _sections(data: JSON) -> Rendered:
+    return Rendered(
         data.get("containers", []),
         data.get("initContainers", []),
         data.get("sidecars", []),
@@ -143,8 +168,6 @@ def _to_rendered(data: JSON) -> Rendered:
         data.get("labels", {}),
         data.get("annotations", {}),
     )
-    _check_rendered(rendered)
-    return rendered
 
 
 def _check_rendered(rendered: Rendered) -> None:
