@@ -75,7 +75,7 @@ def decide(
     native = settings.native_sidecars
     status = _status(injections, profile, native)
     ops, warnings = build(pod, injections, settings.status_key, status, native)
-    injected = tuple(i.template.name for i in injections)
+    injected = tuple([i.template.name for i in injections])
     # Positional: keyword arguments make building the tuple measurably dearer on every request.
     return Decision(None, names, injected, tuple(ops), tuple(warnings), tuple(errors), profile)
 
