@@ -238,10 +238,12 @@ def _shape_problem(pod: JSON) -> str | None:
     if not spec.get("containers"):
         return "spec.containers must list at least one container"
     for index, container in enumerate(spec["containers"]):
-        for key in ("env", "volumeMounts"):
-            entries = container.get(key)
-            if entries is not None and not isinstance(entries, list):
-                return f"spec.containers[{index}].{key} must be a list"
+        env = container.get("env")
+        if env is not None and not isinstance(env, list):
+            return f"spec.containers[{index}].env must be a list"
+        mounts = container.get("volumeMounts")
+        if mounts is not None and not isinstance(mounts, list):
+            return f"spec.containers[{index}].volumeMounts must be a list"
     return None
 
 

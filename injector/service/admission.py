@@ -91,8 +91,10 @@ def answer(
         return Answer(_admitted(uid), "skipped", decision.skip)
     if decision.errors and on_error == "deny":
         return _deny(uid, decision)
-    warnings = [*decision.warnings, *[e.message for e in decision.errors]]
-    body = _admitted(uid, decision.patch, decision.injected, bounded(warnings) if warnings else ())
+    warnings: Sequence[str] = ()
+    if decision.warnings or decision.errors:
+        warnings = bounded([*decision.warnings, *[e.message for e in decision.errors]])
+    body = _admitted(uid, decision.patch, decision.injected, warnings)
     if decision.errors:
         outcome: Outcome = "error"
         reason: str = decision.errors[0].reason
