@@ -54,14 +54,22 @@ def build(
                 containers += rendered.sidecars
         volumes += rendered.volumes
         secrets += rendered.image_pull_secrets
-    _append(ops, spec, "/spec", "containers", containers)
-    _prepend(ops, spec, "/spec", "initContainers", init_containers)
-    _append(ops, spec, "/spec", "volumes", volumes)
+    if containers:
+        _append(ops, spec, "/spec", "containers", containers)
+    if init_containers:
+        _prepend(ops, spec, "/spec", "initContainers", init_containers)
+    if volumes:
+        _append(ops, spec, "/spec", "volumes", volumes)
     _app_containers(ops, warnings, spec, injections)
     if secrets:
         _append(ops, spec, "/spec", "imagePullSecrets", _pull_secrets(spec, secrets))
-    _merge_map(ops, metadata, "labels", _first_wins([i.rendered.labels for i in injections]))
-    annotations = dict(_first_wins([i.rendered.annotations for i in injections]))  # a copy
+    if len(injections) == 1:
+        labels = injections[0].rendered.labels
+        annotations = dict(injections[0].rendered.annotations)
+    else:
+        labels = _first_wins([i.rendered.labels for i in injections])
+        annotations = _first_wins([i.rendered.annotations for i in injections])
+    _merge_map(ops, metadata, "labels", labels)
     annotations.pop(status_key, None)
     annotations[status_key] = status  # last, so it is the final op
     _merge_map(ops, metadata, "annotations", annotations)
@@ -108,9 +116,7 @@ def _escaped(key: str) -> str:
 
 
 def _first_wins(maps: list[dict[str, str]]) -> dict[str, str]:
-    """The maps merged, the first to set a key keeping it (not a copy when there is one)."""
-    if len(maps) == 1:
-        return maps[0]
+    """The maps merged into a new one, the first to set a key keeping it."""
     merged: dict[str, str] = {}
     for values in maps:
         for key, value in values.items():

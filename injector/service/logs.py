@@ -59,7 +59,9 @@ def log_info(log: Any, event: str, fields: dict[str, Any]) -> None:
     while the JSON pipeline of `configure` is in place, through structlog otherwise (the
     console format, or a test capturing the logs)."""
     direct = _direct
-    if direct is not None and direct.in_place():
+    # In place while structlog still renders with that pipeline: `configure` replaces it as a
+    # whole, capture_logs swaps the processors inside the same list.
+    if direct is not None and direct.processors[-1] is direct.renderer:
         direct.info(event, fields)
     else:
         log.info(event, **fields)
@@ -81,11 +83,6 @@ class DirectLines:
         self.flush = stream.flush
         self.stamper = stamper
         self.enabled = enabled
-
-    def in_place(self) -> bool:
-        """Whether structlog still renders with this pipeline: `configure` replaces it as a
-        whole, capture_logs swaps the processors inside the same list."""
-        return self.processors[-1] is self.renderer
 
     def info(self, event: str, fields: dict[str, Any]) -> None:
         if not self.enabled:
