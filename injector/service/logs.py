@@ -85,6 +85,7 @@ class DirectLines:
         self.enabled = enabled
 
     def info(self, event: str, fields: dict[str, Any]) -> None:
+        """Write the line of `fields` (JSON values only; completed in place)."""
         if not self.enabled:
             return
         fields["event"] = event
