@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from injector.render import RenderError
+from injector.template import SECTIONS, _sections
 from tests.helpers import VIEW, template
 
 CONSTANT = """\
@@ -18,7 +19,7 @@ parameters: {mode: {type: string, default: fast}}
 
 def test_pod_independent_sections_are_checked_once_at_load() -> None:
     loaded = template(CONSTANT)
-    assert loaded._checked_by_default
+    assert loaded._default_plan.checked
     rendered = loaded.render(VIEW, {})
     assert rendered.labels == {"tier": "fast"}
     assert rendered.containers[0]["args"] == ["web-1"]
@@ -43,6 +44,10 @@ def test_pod_dependent_sections_are_checked_per_pod(
     text: str, pod: dict[str, object], message: str
 ) -> None:
     loaded = template(text)
-    assert not loaded._checked_by_default
+    assert not loaded._default_plan.checked
     with pytest.raises(RenderError, match=message):
         loaded.render(pod, {})
+
+
+def test_sections_name_the_fields_of_rendered_in_order() -> None:
+    assert tuple(_sections({key: key for key in SECTIONS})) == SECTIONS
