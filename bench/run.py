@@ -252,8 +252,10 @@ class Session:
     ) -> None:
         args = self.args
         for round_ in range(args.rounds):
-            for connections in args.connections:
-                for shape in shapes:
+            # Smallest request shape first, every connection count: the first round's small
+            # pods are measured before any large body has grown the heap (see peak RSS).
+            for shape in shapes:
+                for connections in args.connections:
                     for server in self.pair(round_, injector, base):
                         self.wrk_run(server, shape.key, bodies[shape.key], connections)
 
