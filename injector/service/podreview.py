@@ -5,8 +5,11 @@ an admission's instructions.
 
 The result is the plain `request` dict the generic parse would give, minus the fields nobody
 reads. A body of any other shape (a wrong type, null instead of a list, a big integer, invalid
-JSON...) is not decoded here: the caller then parses it generically, which either reads it the
-way it always has or says exactly what is wrong with it."""
+JSON or UTF-8...) is not decoded here: the caller then parses it generically, which either
+reads it the way it always has or says exactly what is wrong with it. The skipped values are
+checked as JSON but not converted, so one kind of body is taken here that the generic parse
+refuses: a number too large for a double (1e400) in a field nobody reads. The kube-apiserver
+never sends one: it re-encodes the Pod it decoded."""
 
 from __future__ import annotations
 
