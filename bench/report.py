@@ -133,9 +133,11 @@ def verdicts(results: Results, before: Results | None = None) -> list[Verdict]:
             )
         )
     rss = [
-        (r["scenario"], r["connections"], r["peak_rss_mib"] * 2**20 / 1e6)
-        for r in runs
-        if r["kind"] == "load" and r["server"] == INJECTOR and r["scenario"].startswith("6kb")
+        (scenario["key"], c, measured["peak_rss_mib"] * 2**20 / 1e6)
+        for scenario in results["scenarios"]
+        if scenario["key"].startswith("6kb")
+        for c in connections
+        if (measured := pick(runs, "load", INJECTOR, scenario["key"], c))
     ]
     if rss:
         scenario, conns, peak = max(rss, key=lambda item: item[2])
