@@ -372,7 +372,15 @@ def meta(args: argparse.Namespace, wrk: str, shapes: list[Scenario]) -> dict[str
         "python": platform.python_version(),
         "versions": {
             name: installed(name)
-            for name in ("uvicorn", "starlette", "uvloop", "httptools", "orjson", "structlog")
+            for name in (
+                "uvicorn",
+                "starlette",
+                "uvloop",
+                "httptools",
+                "orjson",
+                "msgspec",
+                "structlog",
+            )
         },
         "wrk": wrk_version.strip(),
         "duration": args.duration,
