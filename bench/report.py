@@ -15,10 +15,13 @@ import orjson
 
 from bench.load import Run
 
-THROUGHPUT_RATIO = 0.6  # throughput ≥ 0.6 x the baseline's (6 KB, one template)
-CPU_BUDGET_MS = 0.10  # server CPU-ms per admission (6 KB, one template)
-P99_RATIO = 2.0  # p99 ≤ 2 x the baseline's
+# The bar of the 6 KB pod asking for one template, against the baseline of the same run.
+THROUGHPUT_RATIO = 0.45  # throughput ≥ 0.45 x the baseline's
+CPU_RATIO = 2.2  # server CPU-ms per admission ≤ 2.2 x the baseline's
+P99_RATIO = 2.5  # p99 ≤ 2.5 x the baseline's
+RSS_MB = 80  # peak RSS under load (6 KB pods), megabytes
 FLAT_TOLERANCE = 0.20  # most templates loaded costs at most 20% more than fewest
+FLAT_P99 = 2.0  # ... and its p99 at most 2 x
 ONE_MIB_MS = 50.0  # a 1 MiB pod answered within (single request)
 MATPLOTLIB = "matplotlib==3.10.8"
 SIX = "6kb-1t"
@@ -73,6 +76,9 @@ def pick(
     if not found:
         return None
     median = {k: statistics.median(float(r.get(k, 0)) for r in found) for k in NUMBERS}
+    # Not the median: the allocator keeps memory that an earlier, larger request shape grew
+    # (1 MiB bodies), which later rounds would count as this shape's.
+    median["peak_rss_mib"] = min(float(r["peak_rss_mib"]) for r in found)
     median["errors"] = sum(r["errors"] for r in found)
     median["requests"] = sum(r["requests"] for r in found)
     median["logged"] = sum(r["logged"] for r in found)
@@ -80,8 +86,9 @@ def pick(
     return median
 
 
-def verdicts(results: Results) -> list[Verdict]:
-    """Every target of the performance budget that this run measured."""
+def verdicts(results: Results, before: Results | None = None) -> list[Verdict]:
+    """Every target of the performance budget that this run measured; with the run of the
+    previous version (`before`), also that nothing else got slower."""
     runs = results["runs"]
     out: list[Verdict] = []
     connections = results["meta"]["connections"]
@@ -102,30 +109,48 @@ def verdicts(results: Results) -> list[Verdict]:
             )
     for c, ours, base in six:
         if ours and base:
+            ratio = ours["cpu_ms"] / base["cpu_ms"]
             out.append(
                 Verdict(
-                    f"≤ {CPU_BUDGET_MS:.2f} CPU-ms per admission",
+                    f"CPU-ms per admission ≤ {CPU_RATIO}x baseline's",
                     f"6 KB, 1 template, {c} conns",
-                    f"{ours['cpu_ms']:.3f} ms (baseline {base['cpu_ms']:.3f})",
-                    ours["cpu_ms"] <= CPU_BUDGET_MS,
+                    f"{ratio:.2f}x ({ours['cpu_ms']:.3f} vs {base['cpu_ms']:.3f} ms)",
+                    ratio <= CPU_RATIO,
                 )
             )
-    for scenario in results["scenarios"]:
-        ratios = []
-        for c in connections:
-            ours = pick(runs, "load", INJECTOR, scenario["key"], c)
-            base = pick(runs, "load", BASELINE, scenario["key"], c)
-            if ours and base:
-                ratios.append((c, ours["p99_ms"] / base["p99_ms"], ours["p99_ms"]))
-        if ratios:
-            out.append(
-                Verdict(
-                    f"p99 ≤ {P99_RATIO:g}x baseline's",
-                    scenario["title"],
-                    ", ".join(f"{c} conns {r:.2f}x ({ms:.1f} ms)" for c, r, ms in ratios),
-                    all(r <= P99_RATIO for _, r, _ in ratios),
-                )
+    ratios = [
+        (c, ours["p99_ms"] / base["p99_ms"], ours["p99_ms"])
+        for c, ours, base in six
+        if ours and base
+    ]
+    if ratios:
+        out.append(
+            Verdict(
+                f"p99 ≤ {P99_RATIO:g}x baseline's",
+                "6 KB, 1 template",
+                ", ".join(f"{c} conns {r:.2f}x ({ms:.1f} ms)" for c, r, ms in ratios),
+                all(r <= P99_RATIO for _, r, _ in ratios),
             )
+        )
+    rss = [
+        (scenario["key"], c, measured["peak_rss_mib"] * 2**20 / 1e6)
+        for scenario in results["scenarios"]
+        if scenario["key"].startswith("6kb")
+        for c in connections
+        if (measured := pick(runs, "load", INJECTOR, scenario["key"], c))
+    ]
+    if rss:
+        scenario, conns, peak = max(rss, key=lambda item: item[2])
+        out.append(
+            Verdict(
+                f"peak RSS under load ≤ {RSS_MB} MB",
+                "6 KB pods, 1 and 3 templates, every conns count",
+                f"at most {peak:.0f} MB ({scenario}, {conns} conns)",
+                peak <= RSS_MB,
+            )
+        )
+    if before is not None:
+        out += not_slower(results, before)
     flat = flatness(results)
     if flat:
         counts = sorted(flat)
@@ -134,14 +159,14 @@ def verdicts(results: Results) -> list[Verdict]:
         p99_growth = last["p99_ms"] / first["p99_ms"]
         out.append(
             Verdict(
-                f"flat in templates loaded (CPU ≤ +{FLAT_TOLERANCE:.0%}, p99 ≤ {P99_RATIO:g}x)",
+                f"flat in templates loaded (CPU ≤ +{FLAT_TOLERANCE:.0%}, p99 ≤ {FLAT_P99:g}x)",
                 "6 KB, 1 template, 16 conns",
                 "CPU-ms "
                 + ", ".join(f"{n:,}: {flat[n]['cpu_ms']:.3f}" for n in counts)
                 + f" ({cpu_growth:.2f}x); p99 ms "
                 + ", ".join(f"{n:,}: {_ms(flat[n]['p99_ms'])}" for n in counts)
                 + f" ({p99_growth:.1f}x)",
-                cpu_growth <= 1 + FLAT_TOLERANCE and p99_growth <= P99_RATIO,
+                cpu_growth <= 1 + FLAT_TOLERANCE and p99_growth <= FLAT_P99,
             )
         )
     big = pick(runs, "sequential", INJECTOR, ONE_MIB)
@@ -155,6 +180,59 @@ def verdicts(results: Results) -> list[Verdict]:
             )
         )
     return out
+
+
+def not_slower(results: Results, before: Results) -> list[Verdict]:
+    """Every other request shape, and the most templates loaded, against the previous
+    version: throughput and CPU-ms per admission relative to each run's own baseline, so that
+    the two runs compare however busy the machine was."""
+    out = []
+    for scenario in results["scenarios"]:
+        if scenario["key"] == SIX:
+            continue
+        changes = []
+        for c in results["meta"]["connections"]:
+            now, then = relative(results, scenario["key"], c), relative(before, scenario["key"], c)
+            if now and then:
+                changes.append((c, now, then))
+        if changes:
+            out.append(
+                Verdict(
+                    "not slower than before (vs baseline: throughput, CPU-ms)",
+                    scenario["title"],
+                    "; ".join(
+                        f"{c} conns {then[0]:.2f}x → {now[0]:.2f}x, {then[1]:.2f}x → {now[1]:.2f}x"
+                        for c, now, then in changes
+                    ),
+                    all(now[0] >= then[0] and now[1] <= then[1] for _, now, then in changes),
+                )
+            )
+    most = max((int(n) for n in results["templates_loaded"]), default=None)
+    if most is not None and str(most) in before.get("templates_loaded", {}):
+        now = relative(results, SIX, 16, results["templates_loaded"][str(most)])
+        then = relative(before, SIX, 16, before["templates_loaded"][str(most)])
+        if now and then:
+            out.append(
+                Verdict(
+                    "not slower than before (vs baseline: throughput, CPU-ms)",
+                    f"{most:,} templates loaded, 6 KB, 1 template, 16 conns",
+                    f"{then[0]:.2f}x → {now[0]:.2f}x, {then[1]:.2f}x → {now[1]:.2f}x",
+                    now[0] >= then[0] and now[1] <= then[1],
+                )
+            )
+    return out
+
+
+def relative(
+    results: Results, scenario: str, connections: int, server: str = INJECTOR
+) -> tuple[float, float] | None:
+    """Throughput and CPU-ms per admission of `server`, each as a multiple of the baseline's
+    in the same run."""
+    ours = pick(results["runs"], "load", server, scenario, connections)
+    base = pick(results["runs"], "load", BASELINE, scenario, connections)
+    if not (ours and base):
+        return None
+    return ours["rps"] / base["rps"], ours["cpu_ms"] / base["cpu_ms"]
 
 
 def flatness(results: Results) -> dict[int, dict[str, float]]:
@@ -175,9 +253,9 @@ def six_kb_targets_met(runs: list[Run]) -> bool:
     return all(v.met for v in found)
 
 
-def targets_text(results: Results) -> str:
+def targets_text(results: Results, before: Results | None = None) -> str:
     lines = ["targets:"]
-    for v in verdicts(results):
+    for v in verdicts(results, before):
         lines.append(f"  {'met   ' if v.met else 'MISSED'}  {v.target} [{v.scope}]: {v.measured}")
     return "\n".join(lines)
 
@@ -211,7 +289,7 @@ def _ms(value: float) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
-def markdown(results: Results) -> str:
+def markdown(results: Results, before: Results | None = None) -> str:
     meta = results["meta"]
     runs = results["runs"]
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
@@ -235,7 +313,9 @@ def markdown(results: Results) -> str:
         "server process's utime+stime (/proc/<pid>/stat) over the run divided by the requests "
         "(under one CPU-second, as in the single-request series, the nanosecond run time of "
         "its threads from /proc/<pid>/task/*/schedstat); CPU use is CPU-seconds per second "
-        "(100% = one core); peak RSS is its VmHWM, reset before each run; others is the cores "
+        "(100% = one core); peak RSS is its VmHWM, reset before each run, the lowest over the "
+        "rounds (memory kept from an earlier, larger request shape would count in later "
+        "rounds); others is the cores "
         "used meanwhile by other processes on the machine (neither the server nor wrk/the "
         "client; each run first waits, within a budget, for the machine to be quiet). "
         "Latencies in ms.",
@@ -245,8 +325,10 @@ def markdown(results: Results) -> str:
     ]
     lines += _table(
         ["target", "where", "measured", "verdict"],
-        [[v.target, v.scope, v.measured, _mark(v.met)] for v in verdicts(results)],
+        [[v.target, v.scope, v.measured, _mark(v.met)] for v in verdicts(results, before)],
     )
+    if before is not None:
+        lines += _before_after(results, before)
     lines += ["## Under load (wrk, closed loop)", ""]
     header = [
         "conns",
@@ -299,9 +381,102 @@ def markdown(results: Results) -> str:
     lines += _sequential(results)
     lines += _sizes(results)
     lines += _templates(results)
-    lines += _profile(results)
+    lines += _profile(results, before)
     lines += _notes(results)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _before_after(results: Results, before: Results) -> list[str]:
+    """The previous version's run next to this one: ratios to each run's own baseline (which
+    compare across runs), and the absolute numbers for reference."""
+    meta = before["meta"]
+    rows = []
+    for scenario in results["scenarios"]:
+        for c in results["meta"]["connections"]:
+            now, then = _pair(results, scenario["key"], c), _pair(before, scenario["key"], c)
+            if now and then:
+                rows.append(
+                    [
+                        f"{scenario['title']}, {c} conns",
+                        f"{then['rps']:.2f}x → **{now['rps']:.2f}x**",
+                        f"{then['cpu']:.2f}x → **{now['cpu']:.2f}x**",
+                        f"{then['p99']:.2f}x → **{now['p99']:.2f}x**",
+                        f"{then['cpu_ms']:.3f} → {now['cpu_ms']:.3f}",
+                        f"{then['rss']:.0f} → {now['rss']:.0f}",
+                    ]
+                )
+    lines = [
+        "## Before → after",
+        "",
+        f"Before: commit `{meta['commit']}`, measured by `{meta['command'].strip()}` on "
+        f"{meta['date']} on the same machine (bench/before.json). Ratios are to the baseline of "
+        "the same run, so they compare across the two runs; the injector's CPU-ms per admission "
+        "and peak RSS are absolute.",
+        "",
+        *_table(
+            [
+                "request, connections",
+                "throughput (x baseline)",
+                "CPU-ms/adm (x baseline)",
+                "p99 (x baseline)",
+                "CPU-ms/adm",
+                "peak RSS MiB",
+            ],
+            rows,
+        ),
+    ]
+    rows = []
+    for scenario in results["scenarios"]:
+        now = pick(results["runs"], "sequential", INJECTOR, scenario["key"])
+        then = pick(before["runs"], "sequential", INJECTOR, scenario["key"])
+        if now and then:
+            rows.append(
+                [
+                    scenario["title"],
+                    f"{_ms(then['p50_ms'])} → {_ms(now['p50_ms'])}",
+                    f"{_ms(then['server_p50_ms'])} → {_ms(now['server_p50_ms'])}",
+                    f"{then['cpu_ms']:.3f} → {now['cpu_ms']:.3f}",
+                ]
+            )
+    lines += _table(["single requests", "p50 ms", "server-side p50 ms", "CPU-ms/req"], rows)
+    rows = []
+    loaded = [("3 (examples)", INJECTOR, INJECTOR)] + [
+        (f"{int(n):,}", server, before["templates_loaded"].get(n))
+        for n, server in results["templates_loaded"].items()
+    ]
+    for label, server, old in loaded:
+        now_server = results["servers"].get(server)
+        then_server = before["servers"].get(old) if old else None
+        now = pick(results["runs"], "load", server, SIX, 16)
+        then = pick(before["runs"], "load", old, SIX, 16) if old else None
+        if now_server and then_server and now and then:
+            rows.append(
+                [
+                    label,
+                    f"{then_server['ready_seconds']:.1f} → {now_server['ready_seconds']:.1f}",
+                    f"{then_server['idle_rss_mib']:.0f} → {now_server['idle_rss_mib']:.0f}",
+                    f"{then['cpu_ms']:.3f} → {now['cpu_ms']:.3f}",
+                    f"{then['p99_ms']:.2f} → {now['p99_ms']:.2f}",
+                ]
+            )
+    lines += _table(
+        ["templates loaded", "start-up to ready s", "idle RSS MiB", "CPU-ms/adm", "p99 ms"], rows
+    )
+    return lines
+
+
+def _pair(results: Results, scenario: str, connections: int) -> dict[str, float] | None:
+    ours = pick(results["runs"], "load", INJECTOR, scenario, connections)
+    base = pick(results["runs"], "load", BASELINE, scenario, connections)
+    if not (ours and base):
+        return None
+    return {
+        "rps": ours["rps"] / base["rps"],
+        "cpu": ours["cpu_ms"] / base["cpu_ms"],
+        "p99": ours["p99_ms"] / base["p99_ms"],
+        "cpu_ms": ours["cpu_ms"],
+        "rss": ours["peak_rss_mib"],
+    }
 
 
 def _load_row(conns: str, name: str, m: dict[str, float]) -> list[str]:
@@ -472,7 +647,7 @@ def _templates_row(
     ]
 
 
-def _profile(results: Results) -> list[str]:
+def _profile(results: Results, before: Results | None = None) -> list[str]:
     profile = results.get("profile")
     if not profile:
         return []
@@ -487,10 +662,45 @@ def _profile(results: Results) -> list[str]:
         f"`{Path(profile['stacks_file']).relative_to(Path(__file__).resolve().parent.parent)}`.",
         "",
     ]
-    lines += _table(
-        ["component (leaf frame)", "share"],
-        [[name, f"{share:.1%}"] for name, share in profile["components"]],
-    )
+    now_ms = _six_cpu_ms(results)
+    then = before.get("profile") if before else None
+    then_ms = _six_cpu_ms(before) if before else None
+    if then and now_ms and then_ms:
+        # A share of the samples times the CPU-ms per admission: µs of CPU per admission.
+        shares = dict(then["components"])
+        names = [n for n, _ in profile["components"]] + [
+            n for n in shares if n not in dict(profile["components"])
+        ]
+        now_shares = dict(profile["components"])
+        lines += [
+            "Per component, before and after: its share of the samples, and that share of the "
+            "CPU-ms per admission of the same load run (µs per admission).",
+            "",
+        ]
+        lines += _table(
+            [
+                "component (leaf frame)",
+                "share before",
+                "share after",
+                "µs/adm before",
+                "µs/adm after",
+            ],
+            [
+                [
+                    name,
+                    f"{shares.get(name, 0):.1%}",
+                    f"{now_shares.get(name, 0):.1%}",
+                    f"{shares.get(name, 0) * then_ms * 1000:.1f}",
+                    f"{now_shares.get(name, 0) * now_ms * 1000:.1f}",
+                ]
+                for name in names
+            ],
+        )
+    else:
+        lines += _table(
+            ["component (leaf frame)", "share"],
+            [[name, f"{share:.1%}"] for name, share in profile["components"]],
+        )
     lines += _table(
         ["function (self)", "share"],
         [[f"`{name}`", f"{share:.1%}"] for name, share in profile["self_top"]],
@@ -499,7 +709,17 @@ def _profile(results: Results) -> list[str]:
         ["injector function (inclusive)", "share"],
         [[f"`{name}`", f"{share:.1%}"] for name, share in profile["inclusive_top"]],
     )
+    if then:
+        lines += _table(
+            ["function (self), before", "share"],
+            [[f"`{name}`", f"{share:.1%}"] for name, share in then["self_top"]],
+        )
     return lines
+
+
+def _six_cpu_ms(results: Results) -> float | None:
+    measured = pick(results["runs"], "load", INJECTOR, SIX, 16)
+    return measured["cpu_ms"] if measured else None
 
 
 def _notes(results: Results) -> list[str]:
@@ -510,12 +730,11 @@ def _notes(results: Results) -> list[str]:
     ]
     base = pick(results["runs"], "load", BASELINE, SIX)
     if base:
-        needed = base["cpu_ms"] / THROUGHPUT_RATIO
         notes.append(
-            f"The baseline costs {base['cpu_ms']:.3f} CPU-ms per request here, so throughput "
-            f">= {THROUGHPUT_RATIO}x the baseline's needs about {needed:.3f} "
-            f"CPU-ms per admission or less once both saturate a core: stricter than the "
-            f"{CPU_BUDGET_MS:.2f} ms budget, which assumed a 0.061 ms baseline."
+            f"The baseline costs {base['cpu_ms']:.3f} CPU-ms per request here: the bar allows "
+            f"{base['cpu_ms'] * CPU_RATIO:.3f} CPU-ms per admission ({CPU_RATIO}x), and "
+            f"throughput >= {THROUGHPUT_RATIO}x the baseline's needs about "
+            f"{base['cpu_ms'] / THROUGHPUT_RATIO:.3f} or less once both saturate a core."
         )
     for run in results["runs"]:
         if run["errors"]:

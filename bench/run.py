@@ -93,6 +93,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="measure nothing: write results.md/png again from bench/out/results.json",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=HERE / "before.json",
+        help="results.json of the previous version's run, for the before → after comparison "
+        "(bench/before.json; skipped when absent)",
+    )
     parser.add_argument("--no-chart", action="store_true", help="skip bench/results.png")
     parser.add_argument("--output", type=Path, default=HERE, help="where results.md/png go")
     args = parser.parse_args(argv)
@@ -124,15 +131,16 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         OUT.mkdir(exist_ok=True)
         report.save_json(results, OUT / "results.json")
+    before = report.load_json(args.before) if args.before.exists() else None
     args.output.mkdir(parents=True, exist_ok=True)
     markdown = args.output / "results.md"
-    markdown.write_text(report.markdown(results))
+    markdown.write_text(report.markdown(results, before))
     print(f"bench: wrote {markdown}", file=sys.stderr)
     if not args.no_chart:
         chart = args.output / "results.png"
         report.chart(results, chart)
         print(f"bench: wrote {chart}", file=sys.stderr)
-    print(report.targets_text(results))
+    print(report.targets_text(results, before))
     print(f"bench: done in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 
@@ -244,8 +252,10 @@ class Session:
     ) -> None:
         args = self.args
         for round_ in range(args.rounds):
-            for connections in args.connections:
-                for shape in shapes:
+            # Smallest request shape first, every connection count: the first round's small
+            # pods are measured before any large body has grown the heap (see peak RSS).
+            for shape in shapes:
+                for connections in args.connections:
                     for server in self.pair(round_, injector, base):
                         self.wrk_run(server, shape.key, bodies[shape.key], connections)
 
@@ -362,7 +372,15 @@ def meta(args: argparse.Namespace, wrk: str, shapes: list[Scenario]) -> dict[str
         "python": platform.python_version(),
         "versions": {
             name: installed(name)
-            for name in ("uvicorn", "starlette", "uvloop", "httptools", "orjson", "structlog")
+            for name in (
+                "uvicorn",
+                "starlette",
+                "uvloop",
+                "httptools",
+                "orjson",
+                "msgspec",
+                "structlog",
+            )
         },
         "wrk": wrk_version.strip(),
         "duration": args.duration,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from injector.errors import InjectionError
 from injector.template import Template
 from injector.types import Obj
@@ -11,36 +9,39 @@ from injector.types import Obj
 POD = ""  # owner of names the pod itself declares
 
 
-@dataclass
 class Taken:
-    """Container and volume names already in use, and who uses them."""
+    """Container and volume names already in use, and who uses them. (A plain class: one is
+    built per review, and a dataclass's generated __init__ costs more.)"""
 
-    containers: dict[str, str] = field(default_factory=dict)
-    volumes: dict[str, str] = field(default_factory=dict)
+    __slots__ = ("containers", "volumes")
+
+    def __init__(self, containers: dict[str, str], volumes: dict[str, str]) -> None:
+        self.containers = containers
+        self.volumes = volumes
 
     @classmethod
     def from_spec(cls, spec: Obj) -> Taken:
-        taken = cls()
+        containers: dict[str, str] = {}
         for key in ("containers", "initContainers", "ephemeralContainers"):
             for container in spec.get(key) or ():
-                taken.containers[container.get("name")] = POD
+                containers[container.get("name")] = POD
+        volumes: dict[str, str] = {}
         for volume in spec.get("volumes") or ():
-            taken.volumes[volume.get("name")] = POD
-        return taken
+            volumes[volume.get("name")] = POD
+        return cls(containers, volumes)
 
     def check(self, template: Template) -> list[InjectionError]:
         """Every clash the template would cause; empty means it can be claimed."""
-        clashes = [
-            ("container", name, self.containers[name])
-            for name in template.all_container_names
-            if name in self.containers
-        ]
-        clashes += [
-            ("volume", name, self.volumes[name])
-            for name in template.volume_names
-            if name in self.volumes
-        ]
-        return [_conflict(template.name, kind, name, owner) for kind, name, owner in clashes]
+        clashes: list[InjectionError] = []
+        # Loops, not comprehensions: this runs for every template of every review.
+        for kind, names, taken in (
+            ("container", template.all_container_names, self.containers),
+            ("volume", template.volume_names, self.volumes),
+        ):
+            for name in names:
+                if name in taken:
+                    clashes.append(_conflict(template.name, kind, name, taken[name]))
+        return clashes
 
     def claim(self, template: Template) -> None:
         for name in template.all_container_names:

@@ -73,9 +73,9 @@ def decide(
     if not injections:
         return Decision(requested=names, errors=tuple(errors), profile=profile)
     native = settings.native_sidecars
-    status = _status([i.template for i in injections], profile, native)
+    status = _status(injections, profile, native)
     ops, warnings = build(pod, injections, settings.status_key, status, native)
-    injected = tuple(i.template.name for i in injections)
+    injected = tuple([i.template.name for i in injections])
     # Positional: keyword arguments make building the tuple measurably dearer on every request.
     return Decision(None, names, injected, tuple(ops), tuple(warnings), tuple(errors), profile)
 
@@ -210,12 +210,12 @@ def _render_error(template: Template, exc: RenderError) -> InjectionError:
     )
 
 
-def _status(templates: Sequence[Template], profile: str | None, native: bool) -> str:
+def _status(injections: Sequence[Injection], profile: str | None, native: bool) -> str:
     """The idempotency record: which template versions added what where, and the deciding
     profile."""
-    if len(templates) == 1 and profile is None:
-        return templates[0].status_records[native]  # the usual case, serialized once
-    return status_of(templates, profile, native=native)
+    if len(injections) == 1 and profile is None:
+        return injections[0].template.status_records[native]  # the usual case, serialized once
+    return status_of([i.template for i in injections], profile, native=native)
 
 
 def shape_problem(pod: JSON) -> str | None:
@@ -238,12 +238,19 @@ def shape_problem(pod: JSON) -> str | None:
     if not spec.get("containers"):
         return "spec.containers must list at least one container"
     for index, container in enumerate(spec["containers"]):
-        for key in ("env", "volumeMounts"):
-            entries = container.get(key)
-            if entries is not None and not isinstance(entries, list):
-                return f"spec.containers[{index}].{key} must be a list"
+        env = container.get("env")
+        if env is not None and not isinstance(env, list):
+            return f"spec.containers[{index}].env must be a list"
+        mounts = container.get("volumeMounts")
+        if mounts is not None and not isinstance(mounts, list):
+            return f"spec.containers[{index}].volumeMounts must be a list"
     return None
 
 
 def _list_of_objects(entries: JSON) -> bool:
-    return isinstance(entries, list) and all(isinstance(entry, dict) for entry in entries)
+    if not isinstance(entries, list):
+        return False
+    for entry in entries:  # noqa: SIM110 - all() over a generator costs more, every review
+        if not isinstance(entry, dict):
+            return False
+    return True

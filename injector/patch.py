@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -35,36 +36,44 @@ def build(
     metadata: Obj = pod["metadata"]
     ops: list[AddOp] = []
     warnings: list[str] = []
-    rendered = [i.rendered for i in injections]
-    containers, init_containers = _placed(rendered, native)
-    _append(ops, spec, "/spec", "containers", containers)
-    _prepend(ops, spec, "/spec", "initContainers", init_containers)
-    _append(ops, spec, "/spec", "volumes", [v for r in rendered for v in r.volumes])
+    # Plain loops rather than comprehensions and generators throughout: on Python 3.11 each of
+    # those is a function call, and this runs on every review.
+    containers: list[JSON] = []
+    init_containers: list[JSON] = []
+    volumes: list[JSON] = []
+    secrets: list[Obj] = []
+    for injection in injections:
+        rendered = injection.rendered
+        containers += rendered.containers
+        init_containers += rendered.init_containers
+        if rendered.sidecars:
+            if native:
+                for sidecar in rendered.sidecars:
+                    init_containers.append({**sidecar, "restartPolicy": "Always"})
+            else:
+                containers += rendered.sidecars
+        volumes += rendered.volumes
+        secrets += rendered.image_pull_secrets
+    if containers:
+        _append(ops, spec, "/spec", "containers", containers)
+    if init_containers:
+        _prepend(ops, spec, "/spec", "initContainers", init_containers)
+    if volumes:
+        _append(ops, spec, "/spec", "volumes", volumes)
     _app_containers(ops, warnings, spec, injections)
-    _append(ops, spec, "/spec", "imagePullSecrets", _pull_secrets(spec, rendered))
-    _merge_map(ops, metadata, "labels", _first_wins([r.labels for r in rendered]))
-    annotations = _first_wins([r.annotations for r in rendered])
+    if secrets:
+        _append(ops, spec, "/spec", "imagePullSecrets", _pull_secrets(spec, secrets))
+    if len(injections) == 1:
+        labels = injections[0].rendered.labels
+        annotations = dict(injections[0].rendered.annotations)
+    else:
+        labels = _first_wins([i.rendered.labels for i in injections])
+        annotations = _first_wins([i.rendered.annotations for i in injections])
+    _merge_map(ops, metadata, "labels", labels)
     annotations.pop(status_key, None)
     annotations[status_key] = status  # last, so it is the final op
     _merge_map(ops, metadata, "annotations", annotations)
     return ops, warnings
-
-
-def _placed(rendered: list[Rendered], native: bool) -> tuple[list[JSON], list[JSON]]:
-    """The containers and init containers to add, in template order."""
-    if not any(r.sidecars for r in rendered):
-        return [c for r in rendered for c in r.containers], [
-            c for r in rendered for c in r.init_containers
-        ]
-    if native:
-        return [c for r in rendered for c in r.containers], [
-            c
-            for r in rendered
-            for c in (*r.init_containers, *({**s, "restartPolicy": "Always"} for s in r.sidecars))
-        ]
-    return [c for r in rendered for c in (*r.containers, *r.sidecars)], [
-        c for r in rendered for c in r.init_containers
-    ]
 
 
 def _append(ops: list[AddOp], parent: Obj, base: str, key: str, items: list[JSON]) -> None:
@@ -72,7 +81,8 @@ def _append(ops: list[AddOp], parent: Obj, base: str, key: str, items: list[JSON
         return
     if isinstance(parent.get(key), list):
         path = f"{base}/{key}/-"
-        ops += [{"op": "add", "path": path, "value": item} for item in items]
+        for item in items:
+            ops.append({"op": "add", "path": path, "value": item})
     else:
         ops.append(add(f"{base}/{key}", list(items)))
 
@@ -81,10 +91,8 @@ def _prepend(ops: list[AddOp], parent: Obj, base: str, key: str, items: list[JSO
     if not items:
         return
     if isinstance(parent.get(key), list):
-        ops += [
-            {"op": "add", "path": f"{base}/{key}/{index}", "value": item}
-            for index, item in enumerate(items)
-        ]
+        for index, item in enumerate(items):
+            ops.append({"op": "add", "path": f"{base}/{key}/{index}", "value": item})
     else:
         ops.append(add(f"{base}/{key}", list(items)))
 
@@ -94,18 +102,21 @@ def _merge_map(ops: list[AddOp], metadata: Obj, key: str, values: dict[str, str]
     current = metadata.get(key)
     if not isinstance(current, dict):
         if values:
-            ops.append(add(f"/metadata/{key}", values))
+            ops.append(add(f"/metadata/{key}", dict(values)))
         return
-    ops += [
-        {"op": "add", "path": f"/metadata/{key}/{escape(k)}", "value": v}
-        for k, v in values.items()
-        if k not in current
-    ]
+    for name, value in values.items():
+        if name not in current:
+            ops.append({"op": "add", "path": f"/metadata/{key}/{_escaped(name)}", "value": value})
+
+
+@functools.lru_cache(maxsize=4096)
+def _escaped(key: str) -> str:
+    """`escape`, remembered: the keys are the templates' own label and annotation keys."""
+    return escape(key)
 
 
 def _first_wins(maps: list[dict[str, str]]) -> dict[str, str]:
-    if len(maps) == 1:
-        return dict(maps[0])
+    """The maps merged into a new one, the first to set a key keeping it."""
     merged: dict[str, str] = {}
     for values in maps:
         for key, value in values.items():
@@ -113,10 +124,10 @@ def _first_wins(maps: list[dict[str, str]]) -> dict[str, str]:
     return merged
 
 
-def _pull_secrets(spec: Obj, rendered: list[Rendered]) -> list[Obj]:
+def _pull_secrets(spec: Obj, secrets: list[Obj]) -> list[Obj]:
     seen = {s.get("name") for s in spec.get("imagePullSecrets") or () if isinstance(s, dict)}
     added: list[Obj] = []
-    for secret in (s for r in rendered for s in r.image_pull_secrets):
+    for secret in secrets:
         if secret["name"] not in seen:
             seen.add(secret["name"])
             added.append(secret)
@@ -128,17 +139,21 @@ def _app_containers(
 ) -> None:
     """Template env and volumeMounts into the pod's own containers, never over the pod's."""
     containers: list[Obj] = spec["containers"]
-    if any(i.template.target_containers for i in injections):
+    targeted = False
+    relevant: list[Injection] = []
+    for injection in injections:
+        targeted = targeted or bool(injection.template.target_containers)
+        if injection.rendered.env or injection.rendered.volume_mounts:
+            relevant.append(injection)
+    if targeted:
         _warn_missing_targets(warnings, containers, injections)
-    relevant = [i for i in injections if i.rendered.env or i.rendered.volume_mounts]
     if not relevant:
         return
     for index, container in enumerate(containers):
         name = container.get("name")
         env: list[tuple[str, list[Obj]]] = []
         mounts: list[tuple[str, list[Obj]]] = []
-        for injection in relevant:
-            template, rendered = injection
+        for template, rendered in relevant:
             if template.target_containers and name not in template.target_containers:
                 continue
             if rendered.env:
@@ -174,11 +189,10 @@ def _not_yet_set(
     """The entries whose `field` (env name, mount path) the container does not have yet; the
     first to set one keeps it — the pod before any template, templates in order."""
     existing = container.get(key)
-    owners = {
-        str(entry.get(field)): ""
-        for entry in (existing if isinstance(existing, list) else ())
-        if isinstance(entry, dict)
-    }
+    owners: dict[str, str] = {}
+    for entry in existing if isinstance(existing, list) else ():
+        if isinstance(entry, dict):
+            owners[str(entry.get(field))] = ""
     added: list[JSON] = []
     for template, entries in sources:
         for entry in entries:

@@ -39,11 +39,12 @@ class Settings:
     """Templates' `sidecars` become init containers with restartPolicy: Always (Kubernetes
     native sidecars), else regular containers."""
 
-    @property
+    # Cached: every review reads them.
+    @functools.cached_property
     def inject_key(self) -> str:
         return f"{self.annotation_prefix}/inject"
 
-    @property
+    @functools.cached_property
     def status_key(self) -> str:
         return f"{self.annotation_prefix}/status"
 
@@ -121,7 +122,12 @@ def requested(
                 f'e.g. {settings.inject_key}: "log-shipper"',
             )
         return settings.default_templates
-    names = tuple(dict.fromkeys(name for name in (n.strip() for n in value.split(",")) if name))
+    unique: dict[str, None] = {}
+    for part in value.split(","):  # a loop: generators cost more on every review
+        name = part.strip()
+        if name:
+            unique[name] = None
+    names = tuple(unique)
     if len(names) > MAX_TEMPLATES:
         return InjectionError(
             "too_many_templates",

@@ -8,7 +8,7 @@ import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import jinja2
 from jinja2 import meta, nodes
@@ -175,9 +175,9 @@ ENVIRONMENT = _Sandbox(
 _guarded_filters(ENVIRONMENT.filters)
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What an expression can see: `pod`, `params` and `template`."""
+class Context(NamedTuple):
+    """What an expression can see: `pod`, `params` and `template`. (A tuple: one is built per
+    render, and a frozen dataclass costs several times as much to build.)"""
 
     pod: Mapping[str, JSON]
     params: SimpleNamespace
@@ -238,10 +238,14 @@ class Text(Node):
         if self.pieces is not None:
             # Most expressions are plain lookups; joining them directly is ~10x cheaper than
             # a Jinja render, and anything unusual falls back to Jinja for the exact result.
+            parts: list[str] = []
             try:
-                out = "".join(p if isinstance(p, str) else _lookup(ctx, *p) for p in self.pieces)
+                for piece in self.pieces:  # a loop: a generator costs more, every review
+                    parts.append(piece if isinstance(piece, str) else _lookup(ctx, *piece))
             except _Fallback:
                 out = self._render_slow(ctx)
+            else:
+                out = "".join(parts)
         else:
             out = self._render_slow(ctx)
         if len(out) > MAX_RENDERED:
@@ -437,20 +441,27 @@ def _pieces(ast: nodes.Template) -> tuple[Piece, ...] | None:
     return tuple(pieces)
 
 
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
 def _lookup(ctx: Context, root: str, keys: tuple[str, ...]) -> str:
     value: object = getattr(ctx, root)
     for key in keys:
         if isinstance(value, dict):
             # Jinja prefers a dict's attribute (e.g. .items) to its key; leave those to Jinja.
-            if key not in value or hasattr(value, key):
+            # A plain dict's attributes are its type's: a set lookup, not a failing getattr.
+            attribute = key in _DICT_ATTRIBUTES if type(value) is dict else hasattr(value, key)
+            if key not in value or attribute:
                 raise _Fallback
             value = value[key]
         elif isinstance(value, SimpleNamespace) and key in value.__dict__:
             value = value.__dict__[key]
         else:
             raise _Fallback
+    if type(value) is str:  # the usual case first
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str | int):
+    if isinstance(value, (str, int)):  # a tuple: `str | int` would be built on every call
         return str(value)
     raise _Fallback

@@ -16,7 +16,7 @@ import orjson
 
 from injector.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from injector.params import ParamSpec, Value, parse_spec
-from injector.render import Compiler, Context, Node, RenderError, make_context
+from injector.render import Compiler, Const, Context, MapNode, Node, RenderError, make_context
 from injector.types import JSON, Obj
 from injector.yamlsrc import Path
 
@@ -105,8 +105,17 @@ class Template:
     def render(self, pod: Mapping[str, JSON], overrides: Mapping[str, Value]) -> Rendered:
         """Render for one pod; raises RenderError naming the field that failed."""
         if not overrides and self.defaults_bound is not None:
-            params, template = self._default_names
-            return _to_rendered(self.defaults_bound.render(Context(pod, params, template)))
+            plan = self._default_plan
+            sections = plan.sections.copy()
+            if plan.dynamic:
+                params, template = self._default_names
+                ctx = Context(pod, params, template)
+                for index, node in plan.dynamic:
+                    sections[index] = node.render(ctx)
+            rendered = Rendered(*sections)
+            if not plan.checked:
+                _check_rendered(rendered)
+            return rendered
         values = {n: s.default for n, s in self.params.items() if s.default is not None}
         values.update(overrides)
         return _to_rendered(self.tree.render(make_context(pod, values, self.name)))
@@ -118,6 +127,25 @@ class Template:
         defaults = {n: s.default for n, s in self.params.items() if s.default is not None}
         ctx = make_context({}, defaults, self.name)
         return ctx.params, ctx.template
+
+    @functools.cached_property
+    def _default_plan(self) -> _Plan:
+        """Rendering with the defaults, straight into the sections of Rendered: the constant
+        ones once, here; the pod-dependent ones per pod."""
+        tree = self.defaults_bound
+        if isinstance(tree, MapNode):
+            constant = {k: n.value for k, n in tree.items if isinstance(n, Const)}
+            dynamic = {k: n for k, n in tree.items if not isinstance(n, Const)}
+        else:
+            constant, dynamic = (tree.value if isinstance(tree, Const) else {}), {}
+        rendered = _sections(constant)
+        return _Plan(
+            list(rendered),
+            tuple((SECTIONS.index(key), node) for key, node in dynamic.items()),
+            # The sections `_check_rendered` looks at do not depend on the pod: the load-time
+            # test render, which used the same defaults, already checked exactly these values.
+            not any(key in _CHECKED for key in dynamic),
+        )
 
     @functools.cached_property
     def status_records(self) -> tuple[str, str]:
@@ -142,8 +170,36 @@ class Template:
         return tuple(name for name, spec in self.params.items() if spec.default is None)
 
 
+SECTIONS = (
+    "containers",
+    "initContainers",
+    "sidecars",
+    "volumes",
+    "volumeMounts",
+    "env",
+    "imagePullSecrets",
+    "labels",
+    "annotations",
+)
+"""The template keys of Rendered's fields, in order."""
+_CHECKED = ("env", "labels")
+"""The sections `_check_rendered` looks at."""
+
+
+class _Plan(NamedTuple):
+    sections: list[JSON]
+    dynamic: tuple[tuple[int, Node], ...]
+    checked: bool
+
+
 def _to_rendered(data: JSON) -> Rendered:
-    rendered = Rendered(
+    rendered = _sections(data)
+    _check_rendered(rendered)
+    return rendered
+
+
+def _sections(data: JSON) -> Rendered:
+    return Rendered(
         data.get("containers", []),
         data.get("initContainers", []),
         data.get("sidecars", []),
@@ -154,8 +210,6 @@ def _to_rendered(data: JSON) -> Rendered:
         data.get("labels", {}),
         data.get("annotations", {}),
     )
-    _check_rendered(rendered)
-    return rendered
 
 
 def _check_rendered(rendered: Rendered) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Mapping
-from typing import Any, Literal, NamedTuple, TypedDict
+import binascii
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, TypedDict
 
 import orjson
 
@@ -14,6 +14,7 @@ from injector.policy import Settings
 from injector.service.config import OnError
 from injector.service.metrics import INTERNAL, Outcome
 from injector.summary import SEPARATOR, bounded
+from injector.types import AddOp
 from injector.validation import Verdict
 
 API_VERSION = "admission.k8s.io/v1"
@@ -33,10 +34,7 @@ class Status(TypedDict):
 class Response(TypedDict, total=False):
     uid: str
     allowed: bool
-    patchType: Literal["JSONPatch"]
-    patch: str
     warnings: list[str]
-    auditAnnotations: dict[str, str]
     status: Status
 
 
@@ -90,24 +88,20 @@ def answer(
     decision = review(request, catalog, settings, profile)
     uid: str = request["uid"]
     if decision.skip is not None:
-        return Answer(_encode({"uid": uid, "allowed": True}), "skipped", decision.skip)
+        return Answer(_admitted(uid), "skipped", decision.skip)
     if decision.errors and on_error == "deny":
         return _deny(uid, decision)
-    response: Response = {"uid": uid, "allowed": True}
-    if decision.patch:
-        response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(orjson.dumps(decision.patch)).decode("ascii")
-        response["auditAnnotations"] = {AUDIT_KEY: ",".join(decision.injected)}
-    warnings = [*decision.warnings, *(e.message for e in decision.errors)]
-    if warnings:
-        response["warnings"] = bounded(warnings)
+    warnings: Sequence[str] = ()
+    if decision.warnings or decision.errors:
+        warnings = bounded([*decision.warnings, *[e.message for e in decision.errors]])
+    body = _admitted(uid, decision.patch, decision.injected, warnings)
     if decision.errors:
         outcome: Outcome = "error"
         reason: str = decision.errors[0].reason
     else:
         outcome, reason = "injected", "ok"
     return Answer(
-        _encode(response),
+        body,
         outcome,
         reason,
         decision.requested,
@@ -115,6 +109,36 @@ def answer(
         tuple(bounded([e.message for e in decision.errors])) if decision.errors else (),
         decision.profile,
     )
+
+
+_ADMITTED = b'{"apiVersion":"%s","kind":"%s","response":{"uid":' % (
+    API_VERSION.encode(),
+    KIND.encode(),
+)
+
+
+def _admitted(
+    uid: str,
+    patch: Sequence[AddOp] = (),
+    injected: Sequence[str] = (),
+    warnings: Sequence[str] = (),
+) -> bytes:
+    """The answer admitting the pod, assembled from pre-encoded parts: the bytes orjson writes
+    for it as one document (uid, allowed, patchType, patch, auditAnnotations, warnings), without
+    turning the base64 patch into a str and serializing it a second time."""
+    parts = [_ADMITTED, orjson.dumps(uid), b',"allowed":true']
+    if patch:
+        parts += (
+            b',"patchType":"JSONPatch","patch":"',
+            binascii.b2a_base64(orjson.dumps(patch), newline=False),
+            b'","auditAnnotations":{"%s":' % AUDIT_KEY.encode(),
+            orjson.dumps(",".join(injected)),
+            b"}",
+        )
+    if warnings:
+        parts += (b',"warnings":', orjson.dumps(warnings))
+    parts.append(b"}}")
+    return b"".join(parts)
 
 
 def _deny(uid: str, decision: Decision) -> Answer:

@@ -55,9 +55,11 @@ async def read_body(receive: Receive, max_body_bytes: int) -> bytes:
         size += len(chunk)
         if size > max_body_bytes:
             raise too_large(max_body_bytes)
-        chunks.append(chunk)
         more = message.get("more_body", False)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if not more and not chunks:
+            return chunk  # the usual case: the whole body in one message
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def too_large(max_body_bytes: int) -> Refused:
@@ -85,7 +87,7 @@ async def respond(
     extra: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     headers = [(b"content-type", content_type), (b"content-length", b"%d" % len(body))]
-    await send(
-        {"type": "http.response.start", "status": status, "headers": headers + (extra or [])}
-    )
+    if extra:
+        headers += extra
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

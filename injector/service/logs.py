@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import Any, BinaryIO, TextIO
 
 import orjson
 import structlog
@@ -24,18 +24,16 @@ LEVELS: dict[LogLevel, int] = {
 
 def configure(level: LogLevel, fmt: LogFormat, stream: TextIO | None = None) -> None:
     """Set up structlog and the stdlib root logger once, at start-up."""
+    global _direct  # noqa: PLW0603 - structlog's configuration is process-wide too
     out = stream if stream is not None else sys.stdout
-    shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        UTCStamper(),
-    ]
+    stamper = UTCStamper()
+    # No merge_contextvars: nothing binds context variables, and the direct lines skip them.
+    shared: list[Processor] = [structlog.processors.add_log_level, stamper]
+    _direct = None
     if fmt == "json":
         # orjson and a bytes logger keep the canonical per-review line cheap.
-        ours: list[Processor] = [
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(serializer=orjson.dumps),
-        ]
+        renderer = structlog.processors.JSONRenderer(serializer=orjson.dumps)
+        ours: list[Processor] = [structlog.processors.format_exc_info, renderer]
         theirs: list[Processor] = [
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=_json_text),
@@ -44,13 +42,61 @@ def configure(level: LogLevel, fmt: LogFormat, stream: TextIO | None = None) -> 
     else:
         ours = theirs = [structlog.dev.ConsoleRenderer(colors=out.isatty())]
         factory = structlog.PrintLoggerFactory(out)
+    processors = [*shared, *ours]
     structlog.configure(
-        processors=[*shared, *ours],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
+    if fmt == "json":
+        _direct = DirectLines(processors, out.buffer, stamper, LEVELS[level] <= logging.INFO)
     _route_stdlib(level, out, shared, theirs)
+
+
+def log_info(log: Any, event: str, fields: dict[str, Any]) -> None:
+    """`log.info(event, **fields)`, for the lines logged on every request: written directly
+    while the JSON pipeline of `configure` is in place, through structlog otherwise (the
+    console format, or a test capturing the logs)."""
+    direct = _direct
+    # In place while structlog still renders with that pipeline: `configure` replaces it as a
+    # whole, capture_logs swaps the processors inside the same list.
+    if direct is not None and direct.processors[-1] is direct.renderer:
+        direct.info(event, fields)
+    else:
+        log.info(event, **fields)
+
+
+class DirectLines:
+    """Info lines rendered and written in one step, byte for byte what the JSON pipeline of
+    `configure` writes for them (fields, event, level, timestamp). structlog's generic steps
+    (the lazy logger's lookup, three copies of the fields, the processor loop, the file lock)
+    cost more than the rest of the per-review line. One write per line: the buffered stream
+    serializes writes, so lines from other threads never interleave with it."""
+
+    def __init__(
+        self, processors: list[Processor], stream: BinaryIO, stamper: UTCStamper, enabled: bool
+    ) -> None:
+        self.processors = processors
+        self.renderer = processors[-1]
+        self.write = stream.write
+        self.flush = stream.flush
+        self.stamper = stamper
+        self.enabled = enabled
+
+    def info(self, event: str, fields: dict[str, Any]) -> None:
+        """Write the line of `fields` (JSON values only; completed in place)."""
+        if not self.enabled:
+            return
+        fields["event"] = event
+        fields["level"] = "info"
+        fields["timestamp"] = self.stamper.now()
+        # Appending the newline is cheaper than orjson's option: keyword arguments cost more.
+        self.write(orjson.dumps(fields) + b"\n")
+        self.flush()
+
+
+_direct: DirectLines | None = None
 
 
 class UTCStamper:
@@ -63,13 +109,16 @@ class UTCStamper:
         self.prefix = ""
 
     def __call__(self, logger: object, method: str, event: EventDict) -> EventDict:
+        event["timestamp"] = self.now()
+        return event
+
+    def now(self) -> str:
         now = self.clock()
         second = int(now)
         if second != self.second:
             self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self.second = second
-        event["timestamp"] = f"{self.prefix}.{int((now - second) * 1_000_000):06d}Z"
-        return event
+        return f"{self.prefix}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def _json_text(event: EventDict, **_: object) -> str:

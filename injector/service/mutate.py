@@ -18,7 +18,9 @@ from injector.service.http import (
     refuse,
     respond,
 )
+from injector.service.logs import log_info
 from injector.service.metrics import Metrics
+from injector.service.podreview import pod_request
 from injector.service.state import State
 
 PATH = "/mutate"
@@ -46,7 +48,8 @@ class MutateEndpoint:
         started = self.clock()
         try:
             check_request(scope["method"], scope["headers"], self.max_body_bytes)
-            request = parse(await read_body(receive, self.max_body_bytes))
+            body = await read_body(receive, self.max_body_bytes)
+            request = pod_request(body) or parse(body)
         except Refused as exc:
             await self._refuse(send, exc, started)
             return
@@ -91,18 +94,21 @@ def _log_review(request: dict[str, Any], result: Answer, seconds: float) -> None
     metadata = pod.get("metadata") if isinstance(pod, dict) else None
     if not isinstance(metadata, dict):
         metadata = {}
-    log.info(
+    log_info(
+        log,
         "admission",
-        uid=request["uid"],
-        namespace=request.get("namespace") or metadata.get("namespace"),
-        pod=request.get("name") or metadata.get("name") or metadata.get("generateName"),
-        operation=request.get("operation"),
-        dry_run=bool(request.get("dryRun")),
-        profile=result.profile,
-        requested=result.requested,
-        injected=result.injected,
-        outcome=result.outcome,
-        reason=result.reason,
-        errors=result.errors,
-        duration_ms=round(seconds * 1000, 3),
+        {
+            "uid": request["uid"],
+            "namespace": request.get("namespace") or metadata.get("namespace"),
+            "pod": request.get("name") or metadata.get("name") or metadata.get("generateName"),
+            "operation": request.get("operation"),
+            "dry_run": bool(request.get("dryRun")),
+            "profile": result.profile,
+            "requested": result.requested,
+            "injected": result.injected,
+            "outcome": result.outcome,
+            "reason": result.reason,
+            "errors": result.errors,
+            "duration_ms": round(seconds * 1000, 3),
+        },
     )
