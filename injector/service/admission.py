@@ -12,6 +12,7 @@ from injector.catalog import Catalog
 from injector.engine import Decision, review
 from injector.policy import Settings
 from injector.service.config import OnError
+from injector.service.http import BadReview
 from injector.service.metrics import INTERNAL, Outcome
 from injector.summary import SEPARATOR, bounded
 from injector.types import AddOp
@@ -20,10 +21,6 @@ from injector.validation import Verdict
 API_VERSION = "admission.k8s.io/v1"
 KIND = "AdmissionReview"
 AUDIT_KEY = "injected-templates"
-
-
-class BadReview(ValueError):
-    """The body is not an AdmissionReview v1 request: an HTTP 400, not an admission answer."""
 
 
 class Status(TypedDict):

@@ -3,7 +3,10 @@ refusals. Shared by /mutate and /validate, which differ only in what they answer
 
 from __future__ import annotations
 
-from starlette.types import Receive, Send
+from collections.abc import Callable
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
 
 from injector.service.metrics import RequestReason
 
@@ -18,6 +21,26 @@ class Refused(Exception):
         super().__init__(message)
         self.status = status
         self.reason = reason
+
+
+class BadReview(ValueError):
+    """The body is not an AdmissionReview v1 request: an HTTP 400, not an admission answer."""
+
+
+async def read_review(
+    scope: Scope,
+    receive: Receive,
+    max_body_bytes: int,
+    decode: Callable[[bytes], dict[str, Any]],
+) -> dict[str, Any]:
+    """The `request` of a POSTed AdmissionReview, checked, read within the limit and decoded;
+    Refused otherwise (a BadReview from `decode` is a 400)."""
+    check_request(scope["method"], scope["headers"], max_body_bytes)
+    body = await read_body(receive, max_body_bytes)
+    try:
+        return decode(body)
+    except BadReview as exc:
+        raise Refused(400, "invalid_request", str(exc)) from None
 
 
 def check_request(method: str, headers: list[tuple[bytes, bytes]], max_body_bytes: int) -> None:

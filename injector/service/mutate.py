@@ -9,15 +9,8 @@ from typing import Any
 import structlog
 from starlette.types import Receive, Scope, Send
 
-from injector.service.admission import Answer, BadReview, answer, internal_error, parse
-from injector.service.http import (
-    JSON_TYPE,
-    Refused,
-    check_request,
-    read_body,
-    refuse,
-    respond,
-)
+from injector.service.admission import Answer, answer, internal_error, parse
+from injector.service.http import JSON_TYPE, Refused, read_review, refuse, respond
 from injector.service.logs import log_info
 from injector.service.metrics import Metrics
 from injector.service.podreview import pod_request
@@ -47,14 +40,9 @@ class MutateEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = self.clock()
         try:
-            check_request(scope["method"], scope["headers"], self.max_body_bytes)
-            body = await read_body(receive, self.max_body_bytes)
-            request = pod_request(body) or parse(body)
+            request = await read_review(scope, receive, self.max_body_bytes, _decode)
         except Refused as exc:
             await self._refuse(send, exc, started)
-            return
-        except BadReview as exc:
-            await self._refuse(send, Refused(400, "invalid_request", str(exc)), started)
             return
         path: str = scope["path"]
         result = self._answer(request, None if path == PATH else path[len(PROFILE_PATH) :])
@@ -86,6 +74,10 @@ class MutateEndpoint:
             message=str(refused),
             duration_ms=round(seconds * 1000, 3),
         )
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    return pod_request(body) or parse(body)
 
 
 def _log_review(request: dict[str, Any], result: Answer, seconds: float) -> None:

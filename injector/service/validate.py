@@ -11,8 +11,8 @@ import anyio
 import structlog
 from starlette.types import Receive, Scope, Send
 
-from injector.service.admission import BadReview, parse, validation_answer
-from injector.service.http import JSON_TYPE, Refused, check_request, read_body, refuse, respond
+from injector.service.admission import parse, validation_answer
+from injector.service.http import JSON_TYPE, Refused, read_review, refuse, respond
 from injector.service.metrics import Metrics
 from injector.service.state import State
 from injector.summary import bounded
@@ -46,11 +46,7 @@ class ValidateEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = self.clock()
         try:
-            check_request(scope["method"], scope["headers"], self.max_body_bytes)
-            request = parse(await read_body(receive, self.max_body_bytes))
-        except BadReview as exc:
-            await self._refuse(send, Refused(400, "invalid_request", str(exc)))
-            return
+            request = await read_review(scope, receive, self.max_body_bytes, parse)
         except Refused as exc:
             await self._refuse(send, exc)
             return
