@@ -170,17 +170,7 @@ class Template:
         return tuple(name for name, spec in self.params.items() if spec.default is None)
 
 
-SECTIONS = (
-    "containers",
-    "initContainers",
-    "sidecars",
-    "volumes",
-    "volumeMounts",
-    "env",
-    "imagePullSecrets",
-    "labels",
-    "annotations",
-)
+SECTIONS = (*LIST_SECTIONS, *MAP_SECTIONS)
 """The template keys of Rendered's fields, in order."""
 _CHECKED = ("env", "labels")
 """The sections `_check_rendered` looks at."""

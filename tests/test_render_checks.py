@@ -3,10 +3,12 @@ already made them: the checked sections (env, labels) must not depend on the pod
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from injector.render import RenderError
-from injector.template import SECTIONS, _sections
+from injector.template import SECTIONS, Rendered, _sections
 from tests.helpers import VIEW, template
 
 CONSTANT = """\
@@ -51,3 +53,8 @@ def test_pod_dependent_sections_are_checked_per_pod(
 
 def test_sections_name_the_fields_of_rendered_in_order() -> None:
     assert tuple(_sections({key: key for key in SECTIONS})) == SECTIONS
+
+
+def test_the_sections_are_renderings_fields_in_order() -> None:
+    fields = tuple(re.sub(r"_(\w)", lambda m: m.group(1).upper(), f) for f in Rendered._fields)
+    assert fields == SECTIONS
