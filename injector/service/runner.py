@@ -27,6 +27,7 @@ from injector.service.app import ops_app, webhook_app
 from injector.service.config import Config
 from injector.service.dev import DevSetup
 from injector.service.metrics import Metrics
+from injector.service.protocol import CoalescingHttpToolsProtocol
 from injector.service.reload import Certificate, Templates
 from injector.service.state import State
 from injector.service.tls import TLSError, TLSHolder
@@ -104,7 +105,7 @@ class Service:
             webhook_app(self.state, self.metrics, config.max_body_bytes),
             ssl_context_factory=self.tls.context_factory(),
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
-            **common,  # type: ignore[arg-type]
+            **(common | {"http": CoalescingHttpToolsProtocol}),  # type: ignore[arg-type]
         )
         ops = uvicorn.Config(ops_app(self.state, self.registry), **common)  # type: ignore[arg-type]
         return _Server(webhook), _Server(ops)
