@@ -22,6 +22,10 @@ RATE = 250  # samples per second
 # py-spy names files relative to their sys.path entry: `injector/engine.py`, `ssl.py`.
 COMPONENTS: tuple[tuple[str, str], ...] = (
     ("(asyncio/runners.py", "uvloop in C: sockets, TLS records, HTTP parsing, scheduling"),
+    (
+        "(injector/service/protocol.py",
+        "the answer's one write: TLS record, send(2) (uvicorn's two before)",
+    ),
     ("(injector/service/", "injector.service: HTTP checks, AdmissionReview in/out, log, metrics"),
     ("(injector/", "injector: decide, render, patch"),
     ("(structlog/", "structlog: the canonical log line"),

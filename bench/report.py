@@ -503,7 +503,8 @@ def _sequential(results: Results) -> list[str]:
         "",
         "One request at a time, timed by a Python client (so it includes sending the body and "
         "reading the answer); server-side is the `duration_ms` of the canonical log line (from "
-        "the body read to the answer sent).",
+        "reading the body to handing the answer to the connection, whose TLS write follows in "
+        "the same event-loop turn).",
         "",
     ]
     rows = []
