@@ -48,6 +48,12 @@ async def _turn() -> None:
     await asyncio.sleep(0)
 
 
+def _wrapped() -> tuple[Recording, CoalescingTransport]:
+    """A recording transport and the wrapper around it, on the running loop."""
+    inner = Recording()
+    return inner, CoalescingTransport(inner, asyncio.get_running_loop())
+
+
 def _run(test: Any) -> None:
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(test())
@@ -55,8 +61,7 @@ def _run(test: Any) -> None:
 
 def test_writes_of_one_turn_reach_the_transport_as_one_in_order() -> None:
     async def test() -> None:
-        inner = Recording()
-        outer = CoalescingTransport(inner, asyncio.get_running_loop())
+        inner, outer = _wrapped()
         outer.write(b"HTTP/1.1 200 OK\r\n\r\n")
         outer.write(b"")
         outer.writelines([b"{", b"}"])
@@ -74,8 +79,7 @@ def test_writes_of_one_turn_reach_the_transport_as_one_in_order() -> None:
 
 def test_closing_sends_what_waits_first() -> None:
     async def test() -> None:
-        inner = Recording()
-        outer = CoalescingTransport(inner, asyncio.get_running_loop())
+        inner, outer = _wrapped()
         outer.write(b"answer")
         outer.close()
         assert (inner.writes, inner.closing) == ([b"answer"], True)
@@ -87,15 +91,13 @@ def test_closing_sends_what_waits_first() -> None:
 
 def test_an_abort_or_a_lost_peer_drops_what_waits() -> None:
     async def test() -> None:
-        inner = Recording()
-        outer = CoalescingTransport(inner, asyncio.get_running_loop())
+        inner, outer = _wrapped()
         outer.write(b"lost")
         outer.abort()
         await _turn()
         assert (inner.writes, inner.aborted) == ([], True)
 
-        inner = Recording()
-        outer = CoalescingTransport(inner, asyncio.get_running_loop())
+        inner, outer = _wrapped()
         outer.write(b"lost")
         inner.closing = True
         await _turn()
