@@ -273,7 +273,7 @@ def _explain_online(args: argparse.Namespace) -> list[Explanation]:
     install = _install(client, args)
     catalog, _ = catalog_of(client, install)
     settings = install.config.settings
-    entries = [w.to_dict() for w in install.mutating.webhooks or ()] if install.mutating else None
+    entries = [w.to_dict() for w in install.mutating.webhooks or ()] if install.mutating else []
     worlds: dict[str, World] = {}
 
     def world(namespace: str) -> World:

@@ -137,6 +137,15 @@ def _decide(target: str, pod: Obj, namespace: str, world: World) -> Explanation:
             "even with the annotation",
             f"kubectl label namespace {namespace} {key}- (or label it with a profile)",
         )
+    if world.entries is not None and not world.entries:
+        return Explanation(
+            target,
+            False,
+            "no_webhook",
+            "no MutatingWebhookConfiguration of this install is registered: the apiserver "
+            "sends no pod to the injector",
+            "reinstall the chart (helm upgrade --install), then run sidecar-injector check",
+        )
     if namespace in settings.exclude_namespaces or not _selected(pod, namespace, world):
         return Explanation(
             target,

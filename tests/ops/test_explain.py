@@ -125,6 +125,12 @@ def test_offline_there_is_no_webhook_configuration_to_consult() -> None:
     assert found.injected
 
 
+def test_online_without_a_webhook_configuration_nothing_is_injected() -> None:
+    found = explain("Pod web", pod({KEY: "shipper"}), "shop", world(entries=[]))
+    assert (found.injected, found.reason) == (False, "no_webhook")
+    assert "no MutatingWebhookConfiguration" in found.message
+
+
 def test_near_misses_are_hints() -> None:
     annotations = {
         "sidecar-injector.io/injct": "shipper",
