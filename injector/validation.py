@@ -40,17 +40,27 @@ def judge(
     that would leave none of them, refuse the edit (a reload would refuse it); templates that a
     profile or the default set name but the new set lacks are warnings."""
     result = load_sources(sources)
-    errors = [str(error) for errors in result.errors.values() for error in errors]
+    errors = load_errors(result)
     empty = emptied({*before, *serving}, result)
     if empty is not None:
         errors.append(empty)
     return Verdict(tuple(errors), tuple(_unserved(result, before, settings)))
 
 
+def load_errors(result: LoadResult) -> list[str]:
+    """Every load error of every template, as the reload would log them."""
+    return [str(error) for errors in result.errors.values() for error in errors]
+
+
+def namer(profile: str) -> str:
+    """Who names a profile's templates, in a message: the default set or the profile."""
+    return "the default templates" if profile == ENABLED else f"profile {profile!r}"
+
+
 def _unserved(result: LoadResult, before: Collection[str], settings: Settings) -> list[str]:
     warnings = []
     for profile, names in sorted(settings.routed_profiles.items()):
-        who = "the default templates" if profile == ENABLED else f"profile {profile!r}"
+        who = namer(profile)
         for name in names:
             if name in result.templates or name in result.errors:
                 continue

@@ -8,6 +8,7 @@ import binascii
 import datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -18,13 +19,13 @@ from lightkube.resources.core_v1 import ConfigMap, Namespace, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 
 from injector.catalog import Catalog
-from injector.loader import Source, load_sources, object_sources
+from injector.loader import LoadResult, Source, load_sources, object_sources
 from injector.ops.certs import decode_bundle, verify
 from injector.ops.install import Install
 from injector.ops.kube import PAGE, AccessError, reading
 from injector.policy import DISABLED, ENABLED
 from injector.summary import SEPARATOR, bounded
-from injector.validation import judge
+from injector.validation import load_errors, namer
 
 Level = Literal["ok", "warn", "fail"]
 SYMBOLS: dict[Level, str] = {"ok": "✔", "warn": "⚠", "fail": "✖"}
@@ -65,6 +66,11 @@ class Snapshot:
     templates: list[Source]
     labeled_namespaces: dict[str, str]
     """Namespace → its `<prefix>/inject` label."""
+
+    @cached_property
+    def loaded(self) -> LoadResult:
+        """The templates loaded and test-rendered as a replica would: once, for every check."""
+        return load_sources(self.templates)
 
 
 def run_checks(snapshot: Snapshot, now: datetime.datetime) -> list[Result]:
@@ -243,19 +249,18 @@ def _replicas(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
 
 
 def _templates(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
-    settings = snapshot.install.config.settings
-    verdict = judge(snapshot.templates, (), settings)
+    errors = load_errors(snapshot.loaded)
     name = snapshot.install.templates_configmap
-    if verdict.errors:
+    if errors:
         yield Result(
             "fail",
             "templates",
-            f"ConfigMap {name}: {SEPARATOR.join(bounded(verdict.errors))}",
+            f"ConfigMap {name}: {SEPARATOR.join(bounded(errors))}",
             "fix the templates (sidecar-injector validate shows every problem); pods asking "
             "for a broken one are denied",
         )
     else:
-        count = len([s for s in snapshot.templates if s.key.endswith(".yaml")])
+        count = len(snapshot.loaded.templates)
         if count == 0:
             yield Result(
                 "fail",
@@ -269,13 +274,13 @@ def _templates(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
 
 def _profiles(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
     settings = snapshot.install.config.settings
-    catalog = Catalog.from_load(load_sources(snapshot.templates))
+    catalog = Catalog.from_load(snapshot.loaded)
     missing = {
         profile: catalog.missing(names) for profile, names in settings.routed_profiles.items()
     }
     bad = {profile: names for profile, names in missing.items() if names}
     for profile, names in sorted(bad.items()):
-        who = "the default templates" if profile == ENABLED else f"profile {profile!r}"
+        who = namer(profile)
         yield Result(
             "fail",
             "profiles",
