@@ -15,13 +15,13 @@ from urllib.parse import urlsplit
 from lightkube import Client
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.admissionregistration_v1 import MutatingWebhook, ValidatingWebhook
-from lightkube.resources.core_v1 import ConfigMap, Namespace, Secret, Service
+from lightkube.resources.core_v1 import Namespace, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 
 from injector.catalog import Catalog
-from injector.loader import LoadResult, Source, load_sources, object_sources
+from injector.loader import LoadResult, Source, load_sources
 from injector.ops.certs import decode_bundle, verify
-from injector.ops.install import Install
+from injector.ops.install import Install, template_sources
 from injector.ops.kube import PAGE, AccessError, reading
 from injector.policy import DISABLED, ENABLED
 from injector.summary import SEPARATOR, bounded
@@ -323,8 +323,6 @@ def _namespaces(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
 def snapshot(client: Client, install: Install) -> Snapshot:
     namespace = install.namespace
     service_type, ready = _service(client, install)
-    with reading(client, f"get configmap {install.templates_configmap} in namespace {namespace}"):
-        configmap = client.get(ConfigMap, install.templates_configmap, namespace=namespace)
     key = install.config.settings.inject_key
     with reading(client, "list namespaces"):
         labeled = {
@@ -338,7 +336,7 @@ def snapshot(client: Client, install: Install) -> Snapshot:
         ready,
         _serving_chain(client, install),
         _certificates(client, namespace),
-        object_sources(configmap.data, configmap.binaryData),
+        template_sources(client, install),
         labeled,
     )
 

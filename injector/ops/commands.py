@@ -179,7 +179,7 @@ def run_outdated(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
 
         client = _client(args)
         install = _install(client, args)
-        catalog, _ = catalog_of(client, install)
+        catalog = catalog_of(client, install)
         namespace = ALL_NAMESPACES if args.all_namespaces else args.namespace or client.namespace
         status_key = install.config.settings.status_key
         pods = list(scan(client, namespace, status_key))
@@ -271,7 +271,7 @@ def _explain_online(args: argparse.Namespace) -> list[Explanation]:
 
     client = _client(args)
     install = _install(client, args)
-    catalog, _ = catalog_of(client, install)
+    catalog = catalog_of(client, install)
     settings = install.config.settings
     entries = [w.to_dict() for w in install.mutating.webhooks or ()] if install.mutating else []
     worlds: dict[str, World] = {}

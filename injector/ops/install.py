@@ -4,7 +4,6 @@ its pods run with (parsed by `serve`'s own parser), and the objects the chart ma
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -19,7 +18,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap
 
 from injector.catalog import Catalog
-from injector.loader import load_sources, object_sources
+from injector.loader import Source, load_sources, object_sources
 from injector.ops.kube import AccessError, reading
 from injector.service.config import Config, ConfigError, add_arguments, load
 
@@ -100,14 +99,17 @@ def service_config(container: Container) -> Config:
         raise AccessError(f"the webhook's own flags are invalid: {exc}") from None
 
 
-def catalog_of(client: Client, install: Install) -> tuple[Catalog, Mapping[str, str]]:
-    """The templates ConfigMap loaded exactly as the service loads it, and its data."""
+def template_sources(client: Client, install: Install) -> list[Source]:
+    """The templates ConfigMap's files, as the kubelet would mount them."""
     name = install.templates_configmap
     with reading(client, f"get configmap {name} in namespace {install.namespace}"):
         configmap = client.get(ConfigMap, name, namespace=install.namespace)
-    data = dict(configmap.data or {})
-    result = load_sources(object_sources(data, configmap.binaryData))
-    return Catalog.from_load(result), data
+    return object_sources(configmap.data, configmap.binaryData)
+
+
+def catalog_of(client: Client, install: Install) -> Catalog:
+    """The templates ConfigMap loaded exactly as the service loads it."""
+    return Catalog.from_load(load_sources(template_sources(client, install)))
 
 
 def _first(client: Client, kind: type[W], labels: LabelSelector) -> W | None:
