@@ -26,6 +26,23 @@ POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
 """Where each workload kind keeps the pod template its controller creates pods from."""
 
 
+def pod_of(doc: Obj) -> Obj | None:
+    """The pod a workload's controller creates from its pod template, named as controllers
+    name theirs (`<owner>-<suffix>`: a generateName); None for a kind without a template."""
+    path = POD_TEMPLATE_PATHS.get(str(doc.get("kind")))
+    template = dig(doc, path) if path else None
+    if not isinstance(template, dict):
+        return None
+    name = _mapping(doc.get("metadata")).get("name", "")
+    metadata = {"generateName": f"{name}-", **_mapping(template.get("metadata"))}
+    return {"metadata": metadata, "spec": template.get("spec")}
+
+
+def _mapping(value: JSON) -> Obj:
+    """`value` if it is a map, else {} (odd metadata is for the engine to refuse)."""
+    return value if isinstance(value, dict) else {}
+
+
 @dataclass
 class Outcome:
     """The objects, mutated where requested, and what went wrong, per object."""
@@ -62,30 +79,21 @@ class _Run:
         if not isinstance(doc, dict):
             return doc
         kind = str(doc.get("kind"))
-        raw_meta = doc.get("metadata")
-        metadata: Obj = raw_meta if isinstance(raw_meta, dict) else {}
+        metadata = _mapping(doc.get("metadata"))
         label = f"{kind}/{metadata.get('name') or metadata.get('generateName') or '?'}"
         namespace = str(metadata.get("namespace") or self.namespace)
         if kind == "Pod":
             return self.mutate(doc, namespace, label)
-        path = POD_TEMPLATE_PATHS.get(kind)
-        template = dig(doc, path) if path else None
-        if path is None or not isinstance(template, dict):
+        pod = pod_of(doc)
+        if pod is None:
             return doc
-        # Controllers name their pods <owner>-<suffix>; templates see that as generateName.
-        raw_template_meta = template.get("metadata")
-        template_meta = raw_template_meta if isinstance(raw_template_meta, dict) else {}
-        pod = {
-            "metadata": {"generateName": f"{metadata.get('name', '')}-", **template_meta},
-            "spec": template.get("spec"),
-        }
         mutated = self.mutate(pod, namespace, label)
         if mutated is pod:
             return doc
-        if "generateName" not in template_meta:
-            del mutated["metadata"]["generateName"]
         result = copy.deepcopy(doc)
-        target = dig(result, path)
+        target = dig(result, POD_TEMPLATE_PATHS[kind])
+        if "generateName" not in _mapping(target.get("metadata")):
+            del mutated["metadata"]["generateName"]
         target["metadata"] = mutated["metadata"]
         target["spec"] = mutated["spec"]
         return result

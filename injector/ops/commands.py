@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 import orjson
 
 from injector import offline
-from injector.manifests import POD_TEMPLATE_PATHS, dig
+from injector.manifests import pod_of
 from injector.types import Obj
 
 if TYPE_CHECKING:
@@ -357,16 +357,12 @@ def _pods(docs: Iterable[Obj]) -> Iterable[tuple[Obj, Obj, Obj | None]]:
     """(object, pod, workload or None) for Pods and the pod templates of workloads; a pod
     template is seen as the pod its controller creates (its name a generateName)."""
     for doc in docs:
-        kind = doc.get("kind")
-        if kind == "Pod":
+        if doc.get("kind") == "Pod":
             yield doc, doc, None
             continue
-        path = POD_TEMPLATE_PATHS.get(str(kind))
-        template = dig(doc, path) if path else None
-        if isinstance(template, dict):
-            name = _mapping(doc.get("metadata")).get("name", "")
-            metadata = {"generateName": f"{name}-", **_mapping(template.get("metadata"))}
-            yield doc, {"metadata": metadata, "spec": template.get("spec")}, doc
+        pod = pod_of(doc)
+        if pod is not None:
+            yield doc, pod, doc
 
 
 def _mapping(value: Any) -> Obj:
