@@ -63,3 +63,8 @@ class Catalog:
     def broken(self) -> list[str]:
         """Names that have load errors and nothing to fall back to."""
         return sorted(name for name in self.errors if name not in self.templates)
+
+    @property
+    def digests(self) -> dict[str, str]:
+        """Template name → the digest pods record for it (what they got from it)."""
+        return {name: template.digest for name, template in self.templates.items()}

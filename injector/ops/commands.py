@@ -185,7 +185,7 @@ def run_outdated(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
         pods = list(scan(client, namespace, status_key))
         kinds = {p.owner[0] for p in pods if p.owner and p.status is not None} & PARENTS.keys()
         owners = parents(client, namespace, kinds) if kinds else {}
-        current = {name: t.digest for name, t in catalog.templates.items()}
+        current = catalog.digests
         found = report(pods, owners, current, catalog.broken)
         if args.output == "json":
             _json(stdout, found.to_json())

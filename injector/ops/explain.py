@@ -14,7 +14,7 @@ import orjson
 from injector.catalog import Catalog
 from injector.engine import decide, shape_problem
 from injector.errors import ErrorReason
-from injector.ops.outdated import PodRecord, report
+from injector.ops.outdated import stale
 from injector.ops.selectors import matches, opted_out
 from injector.policy import DISABLED, Settings, route
 from injector.types import JSON, Obj
@@ -195,15 +195,13 @@ def _decide(target: str, pod: Obj, namespace: str, world: World) -> Explanation:
 
 
 def _injected(target: str, status: str, world: World) -> Explanation:
-    current = {name: t.digest for name, t in world.catalog.templates.items()}
-    found = report([PodRecord("", target, None, status)], {}, current, world.catalog.broken)
-    if found.errors:
-        return Explanation(target, True, "injected", f"injected, but {found.errors[0][2]}")
-    stale = [s for w in found.workloads for pods in w.pods.values() for s in pods]
+    found = stale(status, world.catalog.digests, world.catalog.broken)
+    if isinstance(found, str):
+        return Explanation(target, True, "injected", f"injected, but {found}")
     outdated = [
         f"{s.template}: the template {'was removed' if s.reason == 'removed' else 'changed'} "
         "since; recreate the pod (kubectl rollout restart for a workload)"
-        for s in stale
+        for s in found
     ]
     record = orjson.loads(status)
     names = ", ".join(t["name"] for t in record["templates"])

@@ -117,23 +117,32 @@ def report(
         result.scanned += 1
         if pod.status is None:
             continue
-        recorded = _recorded(pod.status)
-        if isinstance(recorded, str):
-            result.errors.append((pod.namespace, pod.name, recorded))
+        found = stale(pod.status, current, broken)
+        if isinstance(found, str):
+            result.errors.append((pod.namespace, pod.name, found))
             continue
-        stale = [
-            Stale(name, "removed" if name not in current else "changed", digest)
-            for name, digest in recorded
-            if name not in broken and current.get(name) != digest
-        ]
-        if not stale:
+        if not found:
             continue
         kind, name = _workload(pod, owners)
         key = (pod.namespace, kind, name)
         workload = workloads.setdefault(key, Workload(kind, pod.namespace, name))
-        workload.pods[pod.name] = stale
+        workload.pods[pod.name] = found
     result.workloads = [workloads[key] for key in sorted(workloads)]
     return result
+
+
+def stale(status: str, current: Mapping[str, str], broken: Collection[str]) -> list[Stale] | str:
+    """The templates a pod's status annotation records whose digest is no longer
+    `current[name]`, or that are gone (`broken` ones count as neither); why not, as a str,
+    when the annotation cannot be read."""
+    recorded = _recorded(status)
+    if isinstance(recorded, str):
+        return recorded
+    return [
+        Stale(name, "removed" if name not in current else "changed", digest)
+        for name, digest in recorded
+        if name not in broken and current.get(name) != digest
+    ]
 
 
 def _recorded(status: str) -> list[tuple[str, str]] | str:

@@ -147,8 +147,7 @@ def log_missing_profile_templates(catalog: Catalog, settings: Settings) -> None:
 
 def changes(old: Catalog, new: Catalog) -> dict[str, list[str]]:
     """What a reload did, by template name."""
-    before = {name: t.digest for name, t in old.templates.items()}
-    after = {name: t.digest for name, t in new.templates.items()}
+    before, after = old.digests, new.digests
     return {
         "added": sorted(after.keys() - before.keys()),
         "changed": sorted(n for n in after.keys() & before.keys() if after[n] != before[n]),
