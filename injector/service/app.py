@@ -29,6 +29,7 @@ def webhook_app(state: State, metrics: Metrics, max_body_bytes: int) -> ASGIApp:
     endpoint = MutateEndpoint(state, metrics, max_body_bytes)
     validate = ValidateEndpoint(state, metrics, max_body_bytes)
     routed = Starlette(routes=[Route(PATH, endpoint), Route(VALIDATE_PATH, validate)])
+    routed.router.redirect_slashes = False  # a webhook client posting to /mutate/ gets a 404
     return CloseWhenDraining(MutateFirst(endpoint, routed), state)
 
 
@@ -41,11 +42,21 @@ class MutateFirst:
         self.routed = routed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"]
-        if scope["type"] == "http" and (path == PATH or path.startswith(PROFILE_PATH)):
+        if scope["type"] == "http" and _admission_path(scope["path"]):
             await self.endpoint(scope, receive, send)
         else:
             await self.routed(scope, receive, send)
+
+
+def _admission_path(path: str) -> bool:
+    """`/mutate`, or `/mutate/<profile>` with a profile name of one non-empty segment."""
+    if path == PATH:
+        return True
+    return (
+        path.startswith(PROFILE_PATH)
+        and len(path) > len(PROFILE_PATH)
+        and "/" not in path[len(PROFILE_PATH) :]
+    )
 
 
 class CloseWhenDraining:

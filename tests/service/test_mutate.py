@@ -444,6 +444,13 @@ async def test_a_disabled_path_skips_even_annotated_pods(catalog: Catalog) -> No
     assert harness.requests("skipped", "excluded_namespace") == 1
 
 
+@pytest.mark.parametrize("path", ["/mutate/", "/mutate/a/b", "/mutate//"])
+async def test_a_path_that_names_no_profile_is_not_found(harness: Harness, path: str) -> None:
+    answer = await harness.post(sample("log-shipper"), path=path)
+    assert answer.status_code == 404
+    assert harness.requests("denied", "profile_not_found") == 0
+
+
 async def test_the_new_reasons_exist_from_start_up(harness: Harness) -> None:
     for reason in ("profile_not_found", "namespace_not_allowed", "parameter_locked"):
         assert harness.requests("denied", reason) == 0
