@@ -156,7 +156,7 @@ def configmap_sources(text: str, label: str) -> list[Source] | None:
             node = loader.get_node()
             found = _configmap_data(node, label) if node is not None else None
             if found is not None:
-                sources = [*(sources or []), *found]
+                sources = found if sources is None else sources + found
     finally:
         loader.dispose()
     return sources

@@ -88,8 +88,6 @@ def _append(ops: list[AddOp], parent: Obj, base: str, key: str, items: list[JSON
 
 
 def _prepend(ops: list[AddOp], parent: Obj, base: str, key: str, items: list[JSON]) -> None:
-    if not items:
-        return
     if isinstance(parent.get(key), list):
         for index, item in enumerate(items):
             ops.append({"op": "add", "path": f"{base}/{key}/{index}", "value": item})

@@ -30,6 +30,8 @@ LIST_SECTIONS = (
     "imagePullSecrets",
 )
 MAP_SECTIONS = ("labels", "annotations")
+SECTIONS = (*LIST_SECTIONS, *MAP_SECTIONS)
+"""The template keys of Rendered's fields, in order."""
 TOP_KEYS = frozenset(
     {
         "description",
@@ -37,8 +39,7 @@ TOP_KEYS = frozenset(
         "targetContainers",
         "namespaces",
         "hidden",
-        *LIST_SECTIONS,
-        *MAP_SECTIONS,
+        *SECTIONS,
     }
 )
 _QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
@@ -170,8 +171,6 @@ class Template:
         return tuple(name for name, spec in self.params.items() if spec.default is None)
 
 
-SECTIONS = (*LIST_SECTIONS, *MAP_SECTIONS)
-"""The template keys of Rendered's fields, in order."""
 _CHECKED = ("env", "labels")
 """The sections `_check_rendered` looks at."""
 
@@ -312,7 +311,7 @@ def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
         return None, problems
     params = _parse_params(raw.get("parameters", {}), problems)
     namespaces = _parse_namespaces(raw.get("namespaces", []), problems)
-    body = {key: raw[key] for key in (*LIST_SECTIONS, *MAP_SECTIONS) if key in raw}
+    body = {key: raw[key] for key in SECTIONS if key in raw}
     names = _check_shape(body, raw.get("targetContainers", []), problems)
     raw_params = raw.get("parameters")
     declared = (
