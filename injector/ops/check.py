@@ -190,11 +190,11 @@ def _trust(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
             "fail",
             "serving certificate",
             f"{problem} (entries: {', '.join(entries)})",
-            _trust_fix(problem, snapshot.install),
+            _trust_fix(problem),
         )
 
 
-def _trust_fix(problem: str, install: Install) -> str:
+def _trust_fix(problem: str) -> str:
     if "expired" in problem:
         return "renew it: cmctl renew, or replace tls.existingSecret; the service reloads it"
     if "does not cover" in problem:

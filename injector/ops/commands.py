@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from injector.ops.explain import Explanation, World
     from injector.ops.install import Install
+    from injector.ops.outdated import Report
 
 RELEASE_NAMESPACE = "sidecar-injector"
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -196,7 +197,7 @@ def run_outdated(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
     return _guarded("outdated", body)
 
 
-def _outdated_table(found: Any, stdout: TextIO) -> None:
+def _outdated_table(found: Report, stdout: TextIO) -> None:
     rows = [
         (
             w.kind,
