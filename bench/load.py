@@ -30,7 +30,7 @@ WRK_TIMEOUT = "10s"
 
 
 def ensure_wrk() -> str:
-    """wrk from PATH, else from Debian's package (installed once, as TOOLING.md describes)."""
+    """wrk from PATH, else from Debian's package (installed once with apt-get)."""
     found = shutil.which("wrk")
     if found:
         return found

@@ -21,11 +21,10 @@ from e2e.apiserver import Connection, LocalApiserver
 from e2e.chart import Release
 from e2e.metrics import Samples
 from e2e.pki import CAIssuer, Issued
+from tests.chart.helm import LOOPBACK_FLAGS, PATH_FLAGS
 from tests.service.process import START_TIMEOUT, Service
 from tests.service.support import KubeletVolume
 
-LOCAL_FLAGS = {"--host": "127.0.0.1", "--port": "0", "--metrics-port": "0"}
-PATH_FLAGS = frozenset({"--templates-dir", "--tls-cert", "--tls-key"})
 RELOAD_BOUND = 3.0
 """The service makes a swapped `..data` live within 2 s (docs/operations.md); 1 s more for a
 busy 2-core machine."""
@@ -35,13 +34,13 @@ def local_args(release: Release, mounts: Mapping[str, Path], port: int = 0) -> l
     """The rendered args with loopback, free ports (or `port` for HTTPS) and local stand-ins
     for the mount paths."""
     args = []
-    flags = {**LOCAL_FLAGS, "--port": str(port)}
+    flags = {**LOOPBACK_FLAGS, "--port": str(port)}
     for name, value in release.args.items():
         local = flags.get(name, value)
         for mount_path, directory in mounts.items():
             if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
                 local = str(directory) + value[len(mount_path) :]
-        assert (local != value) == (name in LOCAL_FLAGS or name in PATH_FLAGS), (name, value)
+        assert (local != value) == (name in LOOPBACK_FLAGS or name in PATH_FLAGS), (name, value)
         args.append(f"{name}={local}")
     return args
 

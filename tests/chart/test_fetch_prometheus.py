@@ -3,27 +3,14 @@ clear reason where neither works."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from .helm import REPO_ROOT
+from .helm import REPO_ROOT, load_script
 
-
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "fetch_prometheus", REPO_ROOT / "scripts" / "fetch_prometheus.py"
-    )
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-fetch_prometheus = load_script()
+fetch_prometheus = load_script("fetch_prometheus")
 
 
 def fake_binaries(directory: Path, names: tuple[str, ...] = ("prometheus", "promtool")) -> Path:
