@@ -6,8 +6,8 @@ Needs a throwaway cluster (an apiserver is enough: pods are stored, never run). 
 chart as release `bench-outdated` (its webhook pointed nowhere: the pods created here carry
 only a status annotation, which the webhook's matchConditions never send), creates the pods in
 namespace `bench-outdated-pods` in batches — a third of them recording an old digest, owned by
-ReplicaSets of a few Deployments — then times the command (wall clock) and reads its peak
-memory (/usr/bin/time's maximum resident set), and removes everything again."""
+a few ReplicaSets (no Deployment above them) — then times the command (wall clock) and reads
+its peak memory (/usr/bin/time's maximum resident set), and removes everything again."""
 
 from __future__ import annotations
 
@@ -103,16 +103,7 @@ def pods(count: int, current: str, owners: list[dict[str, Any]]) -> list[dict[st
                     },
                     "ownerReferences": [owner],
                 },
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "app",
-                            "image": "registry.example.com/app:1.2.3",
-                            "env": [{"name": f"E{i}", "value": "x" * 20} for i in range(10)],
-                        },
-                        {"name": "log-shipper", "image": "fluent/fluent-bit:3.1.4"},
-                    ]
-                },
+                "spec": {"containers": CONTAINERS},
             }
         )
     return made
