@@ -6,7 +6,8 @@ client in front of the real process on this machine) and against a cluster (kube
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -97,6 +98,16 @@ class Webhook(Protocol):
     def debug_templates(self) -> list[dict[str, Any]]:
         """/debug/templates of every replica."""
         ...
+
+
+def wait_until(check: Callable[[], bool], webhook: Webhook, what: str) -> float:
+    """Poll `check` until it holds, at most the webhook's reload bound; the seconds it took."""
+    started = time.monotonic()
+    deadline = started + webhook.reload_bound
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {webhook.reload_bound} s"
+        time.sleep(webhook.poll_interval)
+    return time.monotonic() - started
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,7 @@ a certificate renewal. None needs a restart, none breaks injection."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -14,23 +13,13 @@ from e2e.expect import agreed, container, digests, status
 from e2e.local import LocalInjector
 from e2e.metrics import labels
 from e2e.pods import APPS, as_admitted, bare
-from e2e.target import Target, Webhook
+from e2e.target import Target, wait_until
 
 SHIPPER = "log-shipper.yaml"
 IMAGE = "fluent/fluent-bit:3.1.4"
 RELOADS = "sidecar_injector_config_reloads_total"
 TLS_RELOADS = "sidecar_injector_tls_reloads_total"
 LOAD_ERRORS = "sidecar_injector_template_load_errors"
-
-
-def wait_until(check: Callable[[], bool], webhook: Webhook, what: str) -> float:
-    """Poll `check` until it holds, at most the webhook's reload bound; the seconds it took."""
-    started = time.monotonic()
-    deadline = started + webhook.reload_bound
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {webhook.reload_bound} s"
-        time.sleep(webhook.poll_interval)
-    return time.monotonic() - started
 
 
 def served(target: Target) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from e2e.expect import container
 from e2e.local import LocalInjector
 from e2e.metrics import Samples, labels
 from e2e.pods import APPS, bare
-from e2e.target import Target
+from e2e.target import Target, wait_until
 from tests.chart.helm import CHART_DIR, only
 
 VALIDATIONS = "sidecar_injector_config_validations_total"
@@ -60,10 +59,9 @@ def restored(target: Target) -> Iterator[dict[str, str]]:
     yield data
     assert target.apiserver.update_templates(data).allowed
     target.webhook.edit_templates(data)
-    deadline = time.monotonic() + target.webhook.reload_bound
-    while shipper_image(target) != IMAGE:
-        assert time.monotonic() < deadline, "the installed templates never came back"
-        time.sleep(target.webhook.poll_interval)
+    wait_until(
+        lambda: shipper_image(target) == IMAGE, target.webhook, "the installed templates back"
+    )
 
 
 @pytest.fixture
@@ -107,10 +105,11 @@ def test_a_good_edit_goes_through_and_reaches_new_pods(
     applied = target.apiserver.update_templates(edited)
     assert applied.allowed and applied.warnings == ()
     target.webhook.edit_templates(edited)  # what the kubelet does with the stored ConfigMap
-    deadline = time.monotonic() + target.webhook.reload_bound
-    while shipper_image(target) != "fluent/fluent-bit:3.2.2":
-        assert time.monotonic() < deadline, "the edit never reached new pods"
-        time.sleep(target.webhook.poll_interval)
+    wait_until(
+        lambda: shipper_image(target) == "fluent/fluent-bit:3.2.2",
+        target.webhook,
+        "the edit reaching new pods",
+    )
 
 
 def test_removing_a_template_the_defaults_need_is_allowed_with_a_warning(
