@@ -14,13 +14,11 @@ import orjson
 from injector.catalog import Catalog
 from injector.engine import decide, shape_problem
 from injector.errors import ErrorReason
+from injector.near import nearest
 from injector.ops.outdated import stale
 from injector.ops.selectors import matches, opted_out
 from injector.policy import DISABLED, Settings, route
 from injector.types import JSON, Obj
-
-NEAR = 2
-"""Edit distance within which an annotation key is taken for a typo of one we read."""
 
 FIXES: dict[ErrorReason, str] = {
     "template_not_found": "name an existing template in the annotation (or have the operator "
@@ -241,7 +239,7 @@ def hints(pod: Obj, world: World, owner: Obj | None = None) -> list[str]:
     for candidate in annotations:
         if candidate in wanted:
             continue
-        near = next((w for w in wanted if distance(candidate, w) <= NEAR), None)
+        near = nearest(candidate, wanted)
         if near is not None:
             found.append(f"annotation {candidate} looks like a typo of {near}")
         elif candidate.endswith("/inject"):
@@ -255,20 +253,3 @@ def hints(pod: Obj, world: World, owner: Obj | None = None) -> list[str]:
             "spec.template.metadata.annotations (the pods')"
         )
     return found
-
-
-def distance(a: str, b: str, limit: int = NEAR) -> int:
-    """Levenshtein distance, cut off above `limit` (returns limit + 1)."""
-    if abs(len(a) - len(b)) > limit:
-        return limit + 1
-    previous = list(range(len(b) + 1))
-    for i, char in enumerate(a, 1):
-        current = [i]
-        for j, other in enumerate(b, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other))
-            )
-        if min(current) > limit:
-            return limit + 1
-        previous = current
-    return previous[-1]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from injector.ops.explain import World, distance, explain, hints
+from injector.ops.explain import World, explain, hints
 from injector.policy import Settings
 from injector.template import status_of
 from tests.helpers import catalog
@@ -170,17 +170,3 @@ def test_a_manifest_the_api_server_would_refuse_says_why(metadata: Any, says: st
 
 def test_an_owner_with_odd_metadata_gives_no_hint() -> None:
     assert hints(pod(), world(), {"kind": "Deployment", "metadata": "x"}) == []
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "expected"),
-    [
-        ("inject", "inject", 0),
-        ("inject", "injct", 1),
-        ("inject", "ijnect", 2),
-        ("inject", "x", 3),
-        ("", "ab", 2),
-    ],
-)
-def test_distance(a: str, b: str, expected: int) -> None:
-    assert distance(a, b) == expected
