@@ -201,6 +201,22 @@ def test_an_invalid_override_is_denied(
         assert part in admission.message
 
 
+def test_an_override_of_a_template_not_requested_is_admitted_with_a_warning(
+    target: Target,
+) -> None:
+    admission = target.apiserver.admit(
+        bare("stray-override", "log-shipper", {"log-shiper.logLevel": "debug"}), APPS
+    )
+    assert admission.allowed
+    assert injected(admission) == ["log-shipper"]
+    assert "--log-level=info" in container(admission.stored, "log-shipper")["args"]
+    assert admission.warnings == (
+        "annotation sidecar-injector.io/log-shiper.logLevel overrides template 'log-shiper', "
+        "which this pod does not request (it requests log-shipper): did you mean "
+        "sidecar-injector.io/log-shipper.logLevel?",
+    )
+
+
 @pytest.mark.parametrize("inject", ["false", "", None], ids=["false", "empty", "absent"])
 def test_opted_out_pods_are_left_alone(target: Target, inject: str | None) -> None:
     assert_untouched(target.apiserver.admit(bare("opted-out", inject), APPS))

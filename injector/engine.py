@@ -10,7 +10,14 @@ from injector.conflicts import Taken
 from injector.errors import InjectionError, SkipReason
 from injector.params import ParamSpec, Value
 from injector.patch import Injection, build
-from injector.policy import Settings, pod_skip, profile_templates, request_skip, requested
+from injector.policy import (
+    Settings,
+    pod_skip,
+    profile_templates,
+    request_skip,
+    requested,
+    stray_overrides,
+)
 from injector.render import RenderError
 from injector.template import Template, status_of
 from injector.types import JSON, AddOp, Obj
@@ -69,15 +76,18 @@ def decide(
         return Decision(errors=(names,), profile=profile)
     if not names:
         return Decision(skip="not_requested")
+    stray = stray_overrides(annotations, names, settings, catalog.templates).values()
     injections, errors = _prepare(pod, namespace, names, catalog, settings)
     if not injections:
-        return Decision(requested=names, errors=tuple(errors), profile=profile)
+        return Decision(
+            requested=names, warnings=tuple(stray), errors=tuple(errors), profile=profile
+        )
     native = settings.native_sidecars
     status = _status(injections, profile, native)
     ops, warnings = build(pod, injections, settings.status_key, status, native)
     injected = tuple([i.template.name for i in injections])
     # Positional: keyword arguments make building the tuple measurably dearer on every request.
-    return Decision(None, names, injected, tuple(ops), tuple(warnings), tuple(errors), profile)
+    return Decision(None, names, injected, tuple(ops), (*stray, *warnings), tuple(errors), profile)
 
 
 def _prepare(

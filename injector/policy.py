@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from injector.errors import InjectionError, SkipReason
 from injector.names import DNS1123_LABEL
+from injector.near import nearest
 from injector.types import JSON
 
 DEFAULT_PREFIX = "sidecar-injector.io"
@@ -51,6 +52,11 @@ class Settings:
     def param_prefix(self, template: str) -> str:
         """Annotations starting with this override the template's parameters."""
         return f"{self.annotation_prefix}/{template}."
+
+    @functools.cached_property
+    def key_prefix(self) -> str:
+        """Every annotation the injector reads starts with this."""
+        return f"{self.annotation_prefix}/"
 
     @functools.cached_property
     def routed_profiles(self) -> dict[str, tuple[str, ...]]:
@@ -152,10 +158,47 @@ def profile_templates(
             "templates, but none are configured (--default-templates)"
         )
     elif profile == UNKNOWN_PROFILE:
-        what = f"namespace {namespace!r} is labeled {key} with a value that names no profile"
+        # The catch-all entry's path cannot carry the value; the operator commands read it.
+        what = (
+            f"namespace {namespace!r} is labeled {key} with a value that names no profile "
+            f"(kubectl sidecar-injector check, or explain, shows it)"
+        )
     else:
         what = f"namespace {namespace!r} asks for profile {profile!r}, which is not configured"
     return InjectionError(
         "profile_not_found",
         f"{what}; label it {key}=<one of: {choices}>, remove the label, or set {key} on the pod",
     )
+
+
+def stray_overrides(
+    annotations: Mapping[str, JSON],
+    names: Sequence[str],
+    settings: Settings,
+    loaded: Container[str] = (),
+) -> dict[str, str]:
+    """Override annotations (`<prefix>/<template>.<param>`) for a template that is not among
+    `names`, those the pod requests, each with its warning: each silently changes nothing,
+    with the requested template it is a typo of (within two edits), if any. `loaded` are the
+    templates that exist: when only the override names one, the typo is in the request."""
+    found: dict[str, str] = {}
+    scope = settings.key_prefix
+    for key in annotations:  # a loop: most pods have no such key, and this runs every review
+        if not key.startswith(scope):
+            continue
+        template, dot, param = key[len(scope) :].partition(".")
+        if not dot or template in names:
+            continue
+        near = nearest(template, names)
+        if near is None:
+            fix = "it has no effect"
+        elif template in loaded and near not in loaded:
+            fix = f"did you mean to request {template!r} ({near!r} does not exist)?"
+        else:
+            fix = f"did you mean {settings.param_prefix(near)}{param}?"
+        asked = ", ".join(names) or "no template"
+        found[key] = (
+            f"annotation {key} overrides template {template!r}, which this pod does not "
+            f"request (it requests {asked}): {fix}"
+        )
+    return found

@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from injector.errors import InjectionError
 from injector.policy import (
@@ -13,6 +15,7 @@ from injector.policy import (
     request_skip,
     requested,
     route,
+    stray_overrides,
 )
 
 S = Settings(default_templates=("a", "b"))
@@ -173,3 +176,70 @@ def test_a_pod_may_request_at_most_32_templates() -> None:
     error = requested({key: ",".join(f"t{i}" for i in range(33))}, S)
     assert isinstance(error, InjectionError) and error.reason == "too_many_templates"
     assert error.message == f"{key} names 33 templates; at most 32 may be requested by one pod"
+
+
+def test_an_override_for_a_requested_template_is_not_stray() -> None:
+    annotations = {
+        "sidecar-injector.io/inject": "log-shipper",
+        "sidecar-injector.io/status": "{}",
+        "sidecar-injector.io/log-shipper.logLevel": "debug",
+        "other.io/log-shiper.logLevel": "debug",
+    }
+    assert stray_overrides(annotations, ("log-shipper",), Settings()) == {}
+
+
+def test_a_typo_of_a_requested_template_names_the_key_meant() -> None:
+    annotations = {"sidecar-injector.io/log-shiper.logLevel": "debug"}
+    [warning] = stray_overrides(annotations, ("envoy", "log-shipper"), Settings()).values()
+    assert warning == (
+        "annotation sidecar-injector.io/log-shiper.logLevel overrides template 'log-shiper', "
+        "which this pod does not request (it requests envoy, log-shipper): did you mean "
+        "sidecar-injector.io/log-shipper.logLevel?"
+    )
+
+
+def test_an_override_far_from_every_requested_template_has_no_effect() -> None:
+    annotations = {"sidecar-injector.io/envoy.logLevel": "debug"}
+    [warning] = stray_overrides(annotations, ("log-shipper",), Settings()).values()
+    assert warning.endswith("(it requests log-shipper): it has no effect")
+
+
+def test_when_only_the_override_names_a_template_that_exists_the_request_has_the_typo() -> None:
+    annotations = {"sidecar-injector.io/log-shipper.logLevel": "debug"}
+    [warning] = stray_overrides(annotations, ("log-shiper",), Settings(), {"log-shipper"}).values()
+    assert warning.endswith("did you mean to request 'log-shipper' ('log-shiper' does not exist)?")
+
+
+def test_stray_overrides_follow_the_annotation_prefix() -> None:
+    settings = Settings(annotation_prefix="inject.example.com")
+    annotations = {
+        "inject.example.com/trace.rate": "1",
+        "sidecar-injector.io/trace.rate": "1",
+    }
+    [warning] = stray_overrides(annotations, ("log-shipper",), settings).values()
+    assert warning.startswith("annotation inject.example.com/trace.rate ")
+
+
+NAMES = st.sampled_from(["a", "ab", "log-shipper", "envoy", "x.y", ""])
+
+
+@given(
+    keys=st.lists(
+        st.tuples(st.sampled_from(["sidecar-injector.io/", "other.io/", ""]), NAMES, NAMES),
+        max_size=8,
+    ),
+    requested_=st.lists(NAMES.filter(bool), max_size=3, unique=True),
+)
+def test_one_warning_per_override_key_of_an_unrequested_template(
+    keys: list[tuple[str, str, str]], requested_: list[str]
+) -> None:
+    annotations = {f"{scope}{template}.{param}": "v" for scope, template, param in keys}
+    expected = [
+        key
+        for key in annotations
+        if key.startswith("sidecar-injector.io/")
+        and key.removeprefix("sidecar-injector.io/").partition(".")[0] not in requested_
+    ]
+    warnings = stray_overrides(annotations, tuple(requested_), Settings())
+    assert list(warnings) == expected
+    assert all(w.startswith(f"annotation {k} ") for k, w in warnings.items())

@@ -227,15 +227,24 @@ def _certificate(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]
 def _replicas(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
     deployment = snapshot.install.deployment
     ready = (deployment.status.readyReplicas if deployment.status else None) or 0
-    wanted = deployment.spec.replicas if deployment.spec and deployment.spec.replicas else 1
+    spec = deployment.spec.replicas if deployment.spec else None
+    wanted = 1 if spec is None else spec
     name = deployment.metadata.name if deployment.metadata else "?"
+    namespace = snapshot.install.namespace
     failing_closed = any(w.failurePolicy == "Fail" for w in _entries(snapshot.install))
-    if ready == 0:
+    if wanted == 0:
         yield Result(
             "fail",
             "replicas",
-            f"deployment {name} has no ready replica (of {wanted})",
-            f"kubectl -n {snapshot.install.namespace} describe deployment {name}",
+            f"deployment {name} is scaled to 0 replicas: {_unanswered(failing_closed)}",
+            f"kubectl -n {namespace} scale deployment {name} --replicas=2",
+        )
+    elif ready == 0:
+        yield Result(
+            "fail",
+            "replicas",
+            f"deployment {name} has no ready replica (of {wanted}): {_unanswered(failing_closed)}",
+            f"kubectl -n {namespace} describe deployment {name}",
         )
     elif ready < 2 and failing_closed:
         yield Result(
@@ -248,6 +257,13 @@ def _replicas(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
         yield Result("ok", "replicas", f"{ready}/{wanted} ready")
 
 
+def _unanswered(failing_closed: bool) -> str:
+    """What happens to opted-in pods while no replica answers."""
+    if failing_closed:
+        return "opted-in pods are refused (failurePolicy Fail)"
+    return "opted-in pods are created without their sidecars (failurePolicy Ignore)"
+
+
 def _templates(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
     errors = load_errors(snapshot.loaded)
     name = snapshot.install.templates_configmap
@@ -256,8 +272,9 @@ def _templates(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
             "fail",
             "templates",
             f"ConfigMap {name}: {SEPARATOR.join(bounded(errors))}",
-            "fix the templates (sidecar-injector validate shows every problem); pods asking "
-            "for a broken one are denied",
+            "fix the templates (sidecar-injector validate shows every problem); until then "
+            "replicas that loaded an earlier good version keep injecting it, and a replica "
+            "that starts now has none and denies pods asking for a broken one",
         )
     else:
         count = len(snapshot.loaded.templates)
@@ -284,11 +301,28 @@ def _profiles(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
         yield Result(
             "fail",
             "profiles",
-            f"{who} name(s) {', '.join(names)}, which do not load: pods relying on it are denied",
+            f"{who} name(s) {', '.join(names)}, which {_failing(names, snapshot)}",
             "add the template(s) to the ConfigMap or change config.profiles",
         )
     if not bad and settings.routed_profiles:
         yield Result("ok", "profiles", f"{', '.join(sorted(settings.routed_profiles))}")
+
+
+def _denied(snapshot: Snapshot) -> str:
+    """What the webhook does with a pod it cannot inject, per its --on-error."""
+    if snapshot.install.config.on_error == "deny":
+        return "denied"
+    return "admitted without sidecars (--on-error=allow)"
+
+
+def _failing(names: list[str], snapshot: Snapshot) -> str:
+    """What pods relying on templates that do not load get."""
+    if all(name in snapshot.loaded.errors for name in names):
+        return (
+            "fail to load: replicas that loaded an earlier good version still serve it; pods "
+            f"relying on it that reach a replica started since are {_denied(snapshot)}"
+        )
+    return f"do not exist: pods relying on it are {_denied(snapshot)}"
 
 
 def _namespaces(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
@@ -309,7 +343,8 @@ def _namespaces(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
         yield Result(
             "fail",
             "namespace labels",
-            f"namespace {namespace} is labeled {key}={value}, which {why}: its pods are denied",
+            f"namespace {namespace} is labeled {key}={value}, which {why}: its pods without "
+            f"their own {key} annotation are {_denied(snapshot)}",
             f"kubectl label namespace {namespace} {key}=<one of: {', '.join(sorted(valid))}> "
             "--overwrite",
         )

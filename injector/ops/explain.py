@@ -17,7 +17,7 @@ from injector.errors import ErrorReason
 from injector.near import nearest
 from injector.ops.outdated import stale
 from injector.ops.selectors import matches, opted_out
-from injector.policy import DISABLED, Settings, route
+from injector.policy import DISABLED, Settings, requested, route, stray_overrides
 from injector.types import JSON, Obj
 
 FIXES: dict[ErrorReason, str] = {
@@ -93,8 +93,7 @@ def explain(
     if problem is not None:
         return Explanation(target, False, "invalid_pod", problem, FIXES["invalid_pod"])
     found = _decide(target, pod, namespace, world)
-    if not found.injected:
-        found.hints = hints(pod, world, owner)
+    found.hints = hints(pod, world, owner)
     return found
 
 
@@ -225,19 +224,23 @@ def _selected(pod: Obj, namespace: str, world: World) -> bool:
 
 
 def hints(pod: Obj, world: World, owner: Obj | None = None) -> list[str]:
-    """Near misses: annotation keys a typo away from one the injector reads, another
+    """Near misses: override annotations for a template the pod does not request (the warning
+    the webhook gives), annotation keys a typo away from one the injector reads, another
     injector's `/inject`, or the opt-in on the workload instead of its pod template."""
     settings = world.settings
     key = settings.inject_key
     annotations: Mapping[str, JSON] = pod.get("metadata", {}).get("annotations") or {}
+    stray = stray_overrides(
+        annotations, _requested(annotations, world), settings, world.catalog.templates
+    )
+    found = list(stray.values())
     wanted = [key] + [
         f"{settings.param_prefix(name)}{param}"
         for name, template in world.catalog.templates.items()
         for param in template.params
     ]
-    found: list[str] = []
     for candidate in annotations:
-        if candidate in wanted:
+        if candidate in wanted or candidate in stray:
             continue
         near = nearest(candidate, wanted)
         if near is not None:
@@ -253,3 +256,13 @@ def hints(pod: Obj, world: World, owner: Obj | None = None) -> list[str]:
             "spec.template.metadata.annotations (the pods')"
         )
     return found
+
+
+def _requested(annotations: Mapping[str, JSON], world: World) -> tuple[str, ...]:
+    """The templates the pod asks for: its own annotation's, else its namespace profile's."""
+    settings = world.settings
+    names = requested(annotations, settings)
+    if names is None:
+        profile = route(world.namespace_labels.get(settings.inject_key), settings)
+        names = settings.routed_profiles.get(profile or "", ())
+    return names if isinstance(names, tuple) else ()

@@ -48,6 +48,7 @@ def install(
     bundle: bytes = CA.cert_pem.bytes(),
     ready: int = 2,
     args: list[str] | None = None,
+    replicas: int = 2,
     **config: Any,
 ) -> Install:
     flags = ["--default-templates=log-shipper"] if args is None else args
@@ -58,7 +59,7 @@ def install(
             {
                 "metadata": {"name": "sidecar-injector", "namespace": "sidecar-injector"},
                 "spec": {
-                    "replicas": 2,
+                    "replicas": replicas,
                     "selector": {},
                     "template": {"spec": {"containers": [container]}},
                 },
@@ -161,7 +162,36 @@ def test_a_healthy_install_passes_every_check() -> None:
         ),
         ({"ready_endpoints": 0}, "endpoints", "no ready endpoint", "describe deployment"),
         ({"service_type": None}, "endpoints", "does not exist", "helm upgrade"),
-        ({"install": install(ready=0)}, "replicas", "no ready replica", "describe deployment"),
+        (
+            {"install": install(ready=0)},
+            "replicas",
+            "no ready replica (of 2): opted-in pods are refused (failurePolicy Fail)",
+            "describe deployment",
+        ),
+        (
+            {"install": install(ready=0, replicas=0)},
+            "replicas",
+            "is scaled to 0 replicas: opted-in pods are refused",
+            "scale deployment sidecar-injector --replicas=2",
+        ),
+        (
+            {
+                "install": install(args=["--profile=mesh=log-shipper"]),
+                "templates": [Source("log-shipper.yaml", "containers: [", "log-shipper.yaml")],
+            },
+            "profiles",
+            "profile 'mesh' name(s) log-shipper, which fail to load: replicas that loaded an "
+            "earlier good version still serve it; pods relying on it that reach a replica "
+            "started since are denied",
+            "config.profiles",
+        ),
+        (
+            {"install": install(args=["--on-error=allow"]), "labeled_namespaces": {"dev": "obs"}},
+            "namespace labels",
+            "its pods without their own sidecar-injector.io/inject annotation are admitted "
+            "without sidecars (--on-error=allow)",
+            "--overwrite",
+        ),
         (
             {"certificates": [("s", "sidecar-injector-tls", "False: Issuing: waiting")]},
             "cert-manager",
@@ -183,7 +213,7 @@ def test_a_healthy_install_passes_every_check() -> None:
         (
             {"install": install(args=["--profile=mesh=envoy"])},
             "profiles",
-            "profile 'mesh' name(s) envoy, which do not load",
+            "profile 'mesh' name(s) envoy, which do not exist: pods relying on it are denied",
             "config.profiles",
         ),
         (

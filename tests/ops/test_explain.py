@@ -143,13 +143,32 @@ def test_near_misses_are_hints() -> None:
     found = explain("Deployment web", pod(annotations), "shop", world(), owner)
     assert found.reason == "not_requested"
     assert found.hints == [
+        "annotation sidecar-injector.io/agent.levl overrides template 'agent', which this pod does not request (it requests no template): it has no effect",
         "annotation sidecar-injector.io/injct looks like a typo of sidecar-injector.io/inject",
         "annotation sidecar-injectr.io/inject looks like a typo of sidecar-injector.io/inject",
         "annotation sidecar.istio.io/inject is another prefix's; this injector reads sidecar-injector.io/inject",
-        "annotation sidecar-injector.io/agent.levl looks like a typo of sidecar-injector.io/agent.level",
         "sidecar-injector.io/inject is set on the Deployment's own metadata; it belongs in spec.template.metadata.annotations (the pods')",
     ]
     assert hints(pod({KEY: "shipper"}), world()) == []
+
+
+def test_an_override_for_a_template_not_requested_is_a_hint_injected_or_not() -> None:
+    typo = {"sidecar-injector.io/shiper.level": "debug"}
+    expected = [
+        "annotation sidecar-injector.io/shiper.level overrides template 'shiper', which this "
+        "pod does not request (it requests shipper): did you mean sidecar-injector.io/shipper.level?"
+    ]
+    would = explain("Pod web", pod({KEY: "shipper", **typo}), "shop", world())
+    assert would.injected and would.hints == expected
+    by_profile = explain("Pod web", pod(typo), "shop", world("obs"))
+    assert by_profile.injected and by_profile.hints == expected
+    status = status_of([CATALOG.templates["shipper"]], native=False)
+    injected = {KEY: "shipper", "sidecar-injector.io/status": status, **typo}
+    assert explain("Pod web", pod(injected), "shop", world()).hints == expected
+    denied = explain("Pod web", pod({KEY: "shipper,nope", **typo}), "shop", world())
+    assert not denied.injected and denied.hints[0].endswith(
+        "(it requests shipper, nope): did you mean sidecar-injector.io/shipper.level?"
+    )
 
 
 @pytest.mark.parametrize(
