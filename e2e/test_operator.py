@@ -242,6 +242,33 @@ def test_an_expired_or_misnamed_serving_certificate_fails(operator: Operator, pr
     assert failed and all(says in r["message"] for r in failed), failed
 
 
+def test_a_webhook_scaled_to_zero_is_named_as_such(operator: Operator) -> None:
+    if not isinstance(operator.target.webhook, LocalInjector):
+        pytest.skip("scaling the chart's own replicas would take the webhook down for the suite")
+    name = only(operator.cluster.release.docs, "Deployment")["metadata"]["name"]
+
+    def scale(replicas: int) -> None:
+        operator.kubectl.run(
+            "scale", "deployment", name, f"--namespace={NAMESPACE}", f"--replicas={replicas}"
+        )
+
+    scale(0)
+    try:
+        code, checks = operator.checks()
+    finally:
+        scale(2)
+        deadline = time.monotonic() + POD_TIMEOUT
+        while len(operator.webhook_pods()) != 2:
+            assert time.monotonic() < deadline, "the webhook's pods never came back"
+            time.sleep(0.5)
+        operator.mark_ready(True)
+    assert code == 1
+    [replicas] = checks["replicas"]
+    assert replicas["level"] == "fail"
+    assert f"deployment {name} is scaled to 0 replicas: opted-in pods are" in replicas["message"]
+    assert f"scale deployment {name} --replicas=2" in replicas["fix"]
+
+
 def test_no_ready_replica_and_no_ready_endpoint_fail(operator: Operator) -> None:
     webhook = operator.target.webhook
     if not isinstance(webhook, LocalInjector):

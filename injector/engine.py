@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
 from injector.catalog import Catalog
@@ -11,7 +11,9 @@ from injector.errors import InjectionError, SkipReason
 from injector.params import ParamSpec, Value
 from injector.patch import Injection, build
 from injector.policy import (
+    Override,
     Settings,
+    overrides,
     pod_skip,
     profile_templates,
     request_skip,
@@ -76,22 +78,31 @@ def decide(
         return Decision(errors=(names,), profile=profile)
     if not names:
         return Decision(skip="not_requested")
-    stray = stray_overrides(annotations, names, settings, catalog.templates).values()
-    injections, errors = _prepare(pod, namespace, names, catalog, settings)
+    given = overrides(annotations, settings)
+    stray = stray_overrides(given, names, settings, catalog.templates) if given else {}
+    injections, errors = _prepare(pod, namespace, names, catalog, settings, given=given)
     if not injections:
         return Decision(
-            requested=names, warnings=tuple(stray), errors=tuple(errors), profile=profile
+            requested=names, warnings=tuple(stray.values()), errors=tuple(errors), profile=profile
         )
     native = settings.native_sidecars
     status = _status(injections, profile, native)
     ops, warnings = build(pod, injections, settings.status_key, status, native)
     injected = tuple([i.template.name for i in injections])
     # Positional: keyword arguments make building the tuple measurably dearer on every request.
-    return Decision(None, names, injected, tuple(ops), (*stray, *warnings), tuple(errors), profile)
+    return Decision(
+        None, names, injected, tuple(ops), (*stray.values(), *warnings), tuple(errors), profile
+    )
 
 
 def _prepare(
-    pod: Obj, namespace: str, names: tuple[str, ...], catalog: Catalog, settings: Settings
+    pod: Obj,
+    namespace: str,
+    names: tuple[str, ...],
+    catalog: Catalog,
+    settings: Settings,
+    *,
+    given: Mapping[str, list[Override]],
 ) -> tuple[list[Injection], list[InjectionError]]:
     """Look up, check and render each requested template; failures are kept apart."""
     view = pod_view(pod, namespace)
@@ -107,16 +118,16 @@ def _prepare(
         if allowed is not None and not allowed.match(namespace):
             errors.append(_namespace_error(found, namespace))
             continue
-        overrides = parse_overrides(found, view["annotations"], settings)
-        if isinstance(overrides, list):
-            errors += overrides
+        values = parse_overrides(found, given.get(name, ()), settings)
+        if isinstance(values, list):
+            errors += values
             continue
         clashes = taken.check(found)
         if clashes:
             errors += clashes
             continue
         try:
-            rendered = found.render(view, overrides)
+            rendered = found.render(view, values)
         except RenderError as exc:
             errors.append(_render_error(found, exc))
             continue
@@ -143,17 +154,14 @@ def pod_view(pod: Obj, namespace: str) -> dict[str, JSON]:
 
 
 def parse_overrides(
-    template: Template, annotations: Mapping[str, JSON], settings: Settings
+    template: Template, given: Iterable[Override], settings: Settings
 ) -> dict[str, Value] | list[InjectionError]:
-    """Parameter values from `<prefix>/<template>.<param>` annotations, validated."""
-    prefix = settings.param_prefix(template.name)
+    """Parameter values from the template's override annotations, validated."""
     values: dict[str, Value] = {}
     errors: list[InjectionError] = []
     locked = 0  # locked-parameter errors come first: they are the operator's decision
-    for key, raw in annotations.items():
-        if not key.startswith(prefix):
-            continue
-        spec = template.params.get(key[len(prefix) :])
+    for key, param, raw in given:
+        spec = template.params.get(param)
         if spec is not None and not spec.overridable:
             errors.insert(locked, _locked_error(template, spec, key))
             locked += 1
@@ -178,6 +186,7 @@ def parse_overrides(
             )
     for name in template.required:
         if name not in values:
+            prefix = settings.param_prefix(template.name)
             errors.append(
                 _param_error(
                     template,

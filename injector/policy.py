@@ -171,34 +171,55 @@ def profile_templates(
     )
 
 
+Override = tuple[str, str, JSON]
+"""One parameter override annotation: its key, the parameter it names and its value."""
+
+
+def overrides(annotations: Mapping[str, JSON], settings: Settings) -> dict[str, list[Override]]:
+    """The parameter override annotations (`<prefix>/<template>.<param>`) by template name:
+    one pass over the annotations serves every template the pod requests, and shows the
+    overrides of templates it does not request."""
+    found: dict[str, list[Override]] = {}
+    scope = settings.key_prefix
+    start = len(scope)
+    for key, value in annotations.items():  # a loop: this runs every review
+        if not key.startswith(scope):
+            continue
+        template, dot, param = key[start:].partition(".")
+        if dot:
+            entries = found.get(template)
+            if entries is None:
+                found[template] = [(key, param, value)]
+            else:
+                entries.append((key, param, value))
+    return found
+
+
 def stray_overrides(
-    annotations: Mapping[str, JSON],
+    given: Mapping[str, list[Override]],
     names: Sequence[str],
     settings: Settings,
     loaded: Container[str] = (),
 ) -> dict[str, str]:
-    """Override annotations (`<prefix>/<template>.<param>`) for a template that is not among
-    `names`, those the pod requests, each with its warning: each silently changes nothing,
-    with the requested template it is a typo of (within two edits), if any. `loaded` are the
-    templates that exist: when only the override names one, the typo is in the request."""
+    """The `given` overrides of templates that are not among `names`, those the pod requests,
+    each with its warning: each silently changes nothing. The warning names the requested
+    template it is a typo of (within two edits), if any; `loaded` are the templates that
+    exist: when only the override names one, the typo is in the request."""
     found: dict[str, str] = {}
-    scope = settings.key_prefix
-    for key in annotations:  # a loop: most pods have no such key, and this runs every review
-        if not key.startswith(scope):
-            continue
-        template, dot, param = key[len(scope) :].partition(".")
-        if not dot or template in names:
+    asked = ", ".join(names) or "no template"
+    for template, entries in given.items():
+        if template in names:
             continue
         near = nearest(template, names)
-        if near is None:
-            fix = "it has no effect"
-        elif template in loaded and near not in loaded:
-            fix = f"did you mean to request {template!r} ({near!r} does not exist)?"
-        else:
-            fix = f"did you mean {settings.param_prefix(near)}{param}?"
-        asked = ", ".join(names) or "no template"
-        found[key] = (
-            f"annotation {key} overrides template {template!r}, which this pod does not "
-            f"request (it requests {asked}): {fix}"
-        )
+        for key, param, _ in entries:
+            if near is None:
+                fix = "it has no effect"
+            elif template in loaded and near not in loaded:
+                fix = f"did you mean to request {template!r} ({near!r} does not exist)?"
+            else:
+                fix = f"did you mean {settings.param_prefix(near)}{param}?"
+            found[key] = (
+                f"annotation {key} overrides template {template!r}, which this pod does not "
+                f"request (it requests {asked}): {fix}"
+            )
     return found

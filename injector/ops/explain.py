@@ -17,7 +17,14 @@ from injector.errors import ErrorReason
 from injector.near import nearest
 from injector.ops.outdated import stale
 from injector.ops.selectors import matches, opted_out
-from injector.policy import DISABLED, Settings, requested, route, stray_overrides
+from injector.policy import (
+    DISABLED,
+    Settings,
+    overrides,
+    requested,
+    route,
+    stray_overrides,
+)
 from injector.types import JSON, Obj
 
 FIXES: dict[ErrorReason, str] = {
@@ -230,8 +237,9 @@ def hints(pod: Obj, world: World, owner: Obj | None = None) -> list[str]:
     settings = world.settings
     key = settings.inject_key
     annotations: Mapping[str, JSON] = pod.get("metadata", {}).get("annotations") or {}
+    given = overrides(annotations, settings)
     stray = stray_overrides(
-        annotations, _requested(annotations, world), settings, world.catalog.templates
+        given, _requested(annotations, world), settings, world.catalog.templates
     )
     found = list(stray.values())
     wanted = [key] + [
