@@ -36,6 +36,10 @@ POD_KIND = {"group": "", "version": "v1", "kind": "Pod"}
 PODS = {"group": "", "version": "v1", "resource": "pods"}
 CONFIGMAP_KIND = {"group": "", "version": "v1", "kind": "ConfigMap"}
 CONFIGMAPS = {"group": "", "version": "v1", "resource": "configmaps"}
+NAMESPACE_KIND = {"group": "", "version": "v1", "kind": "Namespace"}
+NAMESPACES = {"group": "", "version": "v1", "resource": "namespaces"}
+NAME_LABEL = "kubernetes.io/metadata.name"
+"""The label the apiserver sets on every namespace (its name), before admission."""
 ADMIN = {"username": "kubernetes-admin", "groups": ["system:masters", "system:authenticated"]}
 
 
@@ -102,6 +106,41 @@ def configmap_review(new: Obj, old: Obj | None, *, dry_run: bool) -> dict[str, A
     }
 
 
+def namespace_review(new: Obj, old: Obj | None, *, dry_run: bool) -> dict[str, Any]:
+    """The AdmissionReview v1 the apiserver sends for the creation (`old` None) or an update
+    of a Namespace: cluster-scoped, so no namespace; oldObject null on CREATE."""
+    operation = "UPDATE" if old is not None else "CREATE"
+    options = "UpdateOptions" if old is not None else "CreateOptions"
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": NAMESPACE_KIND,
+            "resource": NAMESPACES,
+            "requestKind": NAMESPACE_KIND,
+            "requestResource": NAMESPACES,
+            "name": new["metadata"]["name"],
+            "operation": operation,
+            "userInfo": ADMIN,
+            "object": new,
+            "oldObject": old,
+            "dryRun": dry_run,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": options},
+        },
+    }
+
+
+def as_created_namespace(namespace: Obj) -> Obj:
+    """A Namespace as the apiserver admits it: its name label set, the kubernetes finalizer."""
+    created = copy.deepcopy(namespace)
+    metadata = created["metadata"]
+    metadata["labels"] = {**(metadata.get("labels") or {}), NAME_LABEL: metadata["name"]}
+    created.setdefault("spec", {"finalizers": ["kubernetes"]})
+    created.setdefault("status", {"phase": "Active"})
+    return created
+
+
 class LocalApiserver:
     """Calls the webhook's endpoints as the apiserver would; one keep-alive client. It stores
     the templates ConfigMap (as `helm install` left it), which edits go through /validate for."""
@@ -116,6 +155,10 @@ class LocalApiserver:
         self.timeout = release.timeout_seconds
         self.client = httpx.Client(verify=client_context(ca_bundle), timeout=self.timeout)
         self.templates = copy.deepcopy(release.templates_configmap)
+        self.namespaces: dict[str, Obj] = {}
+        """Namespaces as stored: what an UPDATE's oldObject is. Unlike the apiserver, this
+        client sends every namespace edit (the chart's matchConditions are not modeled)."""
+        self.inject_key = f"{release.args['--annotation-prefix']}/inject"
 
     def close(self) -> None:
         self.client.close()
@@ -182,6 +225,37 @@ class LocalApiserver:
             return Applied(False, response["status"]["message"], warnings)
         if not dry_run:
             self.templates = new
+        return Applied(True, warnings=warnings)
+
+    def label_namespace(self, name: str, value: str | None) -> Applied:
+        old = self.namespaces.get(name) or as_created_namespace(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        )
+        new = copy.deepcopy(old)
+        labels = new["metadata"]["labels"]
+        if value is None:
+            labels.pop(self.inject_key, None)
+        else:
+            labels[self.inject_key] = value
+        applied = self._judge_namespace(new, old, dry_run=False)
+        if applied.allowed:
+            self.namespaces[name] = new
+        return applied
+
+    def create_namespace(self, namespace: Obj, *, dry_run: bool = False) -> Applied:
+        created = as_created_namespace(namespace)
+        applied = self._judge_namespace(created, None, dry_run=dry_run)
+        if applied.allowed and not dry_run:
+            self.namespaces[created["metadata"]["name"]] = created
+        return applied
+
+    def _judge_namespace(self, new: Obj, old: Obj | None, *, dry_run: bool) -> Applied:
+        response = self.call(namespace_review(new, old, dry_run=dry_run), self.validate_url)
+        warnings = tuple(response.get("warnings", ()))
+        if not response["allowed"]:
+            status = response["status"]
+            assert status["code"] == 400
+            return Applied(False, status["message"], warnings)
         return Applied(True, warnings=warnings)
 
 

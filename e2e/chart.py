@@ -59,17 +59,28 @@ class Release:
         assert service["metadata"]["namespace"] == ref["namespace"]
         return f"{ref['name']}.{ref['namespace']}.svc"
 
+    def validating_entry(self, kind: str) -> Manifest:
+        """The ValidatingWebhookConfiguration's entry named `<kind>.<webhook name>`."""
+        configuration = only(self.docs, "ValidatingWebhookConfiguration")
+        entries = [w for w in configuration["webhooks"] if w["name"].startswith(f"{kind}.")]
+        assert len(entries) == 1, f"expected one {kind} entry"
+        entry: Manifest = entries[0]
+        return entry
+
     @property
     def validating_webhook(self) -> Manifest:
         """The entry that judges edits of the templates ConfigMap."""
-        configuration = only(self.docs, "ValidatingWebhookConfiguration")
-        [entry] = configuration["webhooks"]
-        assert isinstance(entry, dict)
-        return entry
+        return self.validating_entry("templates")
+
+    @property
+    def namespace_labels_webhook(self) -> Manifest:
+        """The entry that judges namespaces' inject labels."""
+        return self.validating_entry("namespace-labels")
 
     @property
     def validate_path(self) -> str:
         path: str = self.validating_webhook["clientConfig"]["service"]["path"]
+        assert self.namespace_labels_webhook["clientConfig"]["service"]["path"] == path
         return path
 
     @property

@@ -42,7 +42,9 @@ PROFILE_NAMESPACES = {
 and a typo."""
 OWNERS = "e2e-owners"
 """A namespace of its own for `outdated`'s workloads, so earlier scenarios' pods stay out."""
-NAMESPACES = {APPS: None, EXCLUDED: None, OWNERS: None, **PROFILE_NAMESPACES}
+LABELS = "e2e-labels"
+"""A namespace without the label, whose label the namespace-label scenarios set and remove."""
+NAMESPACES = {APPS: None, EXCLUDED: None, OWNERS: None, LABELS: None, **PROFILE_NAMESPACES}
 """Every test namespace and its `<prefix>/inject` label (None: no label)."""
 
 PREFIX = "sidecar-injector.io"

@@ -42,7 +42,7 @@ class Admission:
 
 @dataclass(frozen=True)
 class Applied:
-    """What came of updating the templates ConfigMap."""
+    """What came of updating the templates ConfigMap, or a namespace."""
 
     allowed: bool
     message: str = ""
@@ -69,6 +69,16 @@ class Apiserver(Protocol):
         """Replace the templates ConfigMap's data with `data` (`kubectl replace`; with `dry_run`
         only validated); the validating webhook judges it. The webhook's volume is not updated
         (the kubelet's part): see `Webhook.edit_templates`."""
+        ...
+
+    def label_namespace(self, name: str, value: str | None) -> Applied:
+        """Set the namespace's inject label to `value` (None: remove it), as `kubectl label
+        --overwrite` does; the validating webhook judges it."""
+        ...
+
+    def create_namespace(self, namespace: Obj, *, dry_run: bool = False) -> Applied:
+        """Create `namespace` from its manifest (`kubectl create -f`; with `dry_run` only
+        validated and admitted); the validating webhook judges its inject label."""
         ...
 
 

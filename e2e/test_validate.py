@@ -2,12 +2,19 @@
 broken edit is refused naming key and line, a dry run previews it, a good edit goes through and
 reaches new Pods. In cluster mode also: `kubectl apply` and `kubectl patch` print the refusal,
 no other ConfigMap ever reaches the webhook, and with the webhook down edits still go through.
+
+Namespace inject labels too: a typo is refused with the nearest value (`kubectl label`, and
+`kubectl create` of a manifest), valid values and removal are accepted. In cluster mode also:
+no other namespace edit reaches the webhook, and with the webhook down a typo goes through and
+`sidecar-injector check` names it.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +26,7 @@ from e2e.cluster import DENIED, Cluster
 from e2e.expect import container
 from e2e.local import LocalInjector
 from e2e.metrics import Samples, labels
-from e2e.pods import APPS, bare
+from e2e.pods import APPS, INJECT, LABELS, NAMESPACE_LABELS, PROFILE, bare
 from e2e.target import Target, wait_until
 from tests.chart.helm import CHART_DIR, only
 
@@ -41,10 +48,10 @@ def typo_line(data: dict[str, str]) -> int:
     return data[SHIPPER].splitlines().index(BROKEN_IMAGE) + 1
 
 
-def judged(target: Target, before: Samples) -> dict[str, float]:
-    """The validations counted since `before`, by result."""
+def judged(target: Target, before: Samples, kind: str = "configmap") -> dict[str, float]:
+    """The validations of this kind counted since `before`, by result."""
     delta = target.webhook.metrics().delta(before, VALIDATIONS)
-    return {dict(key)["result"]: value for key, value in delta.items()}
+    return {dict(key)["result"]: value for key, value in delta.items() if dict(key)["kind"] == kind}
 
 
 def shipper_image(target: Target) -> str:
@@ -173,7 +180,8 @@ def test_no_other_configmap_reaches_the_webhook(cluster: Cluster, cluster_target
     cluster.kubectl.run("delete", "configmap", "e2e-unrelated", f"--namespace={NAMESPACE}")
     assert judged(cluster_target, before) == {}
     # The series exists (it is created at start-up): the counts above were read, not assumed.
-    assert cluster_target.webhook.metrics().get(VALIDATIONS, **dict(labels(result="allowed"))) >= 0
+    samples = cluster_target.webhook.metrics()
+    assert samples.get(VALIDATIONS, **dict(labels(kind="configmap", result="allowed"))) >= 0
 
 
 def test_with_the_webhook_down_an_edit_still_goes_through(
@@ -223,3 +231,130 @@ def test_a_helm_upgrade_to_a_newer_template_format_is_not_refused(
     )
     refused = cluster_target.apiserver.update_templates(broken(cluster_installed))
     assert not refused.allowed, "this version's own ConfigMap is judged again"
+
+
+# --- namespace inject labels ---
+
+NAMESPACE_WEBHOOK = "namespace-labels.inject.sidecar-injector.io"
+LABEL_TYPO = "e2e-observabilty"
+TYPO_MESSAGE = (
+    f'namespace "{LABELS}": label {INJECT}={LABEL_TYPO} names no profile; valid values: '
+    f'disabled, {PROFILE}, enabled (did you mean "{PROFILE}"?)'
+)
+
+
+def namespaces_judged(target: Target, before: Samples) -> dict[str, float]:
+    """The namespace labels judged since `before`, by result."""
+    return judged(target, before, "namespace")
+
+
+@pytest.fixture
+def unlabeled(target: Target) -> Iterator[str]:
+    """The scenarios' namespace, without the inject label before and after."""
+    assert target.apiserver.label_namespace(LABELS, None).allowed
+    yield LABELS
+    assert target.apiserver.label_namespace(LABELS, None).allowed
+
+
+@pytest.fixture
+def cluster_unlabeled(cluster_target: Target) -> Iterator[str]:
+    assert cluster_target.apiserver.label_namespace(LABELS, None).allowed
+    yield LABELS
+    assert cluster_target.apiserver.label_namespace(LABELS, None).allowed
+
+
+def test_a_label_typo_is_refused_with_the_nearest_value(target: Target, unlabeled: str) -> None:
+    before = target.webhook.metrics()
+    refused = target.apiserver.label_namespace(unlabeled, LABEL_TYPO)
+    assert not refused.allowed
+    assert TYPO_MESSAGE in refused.message
+    if target.mode == "cluster":
+        assert f'admission webhook "{NAMESPACE_WEBHOOK}" {DENIED}' in refused.message
+    assert namespaces_judged(target, before) == {"denied": 1.0}
+    # Nothing changed: the namespace still has no label (removing it reaches no webhook).
+    assert target.apiserver.label_namespace(unlabeled, None).allowed
+
+
+def test_profiles_disabled_enabled_and_removal_are_accepted(target: Target, unlabeled: str) -> None:
+    """e2e/values.yaml configures default templates, so `enabled` names them."""
+    before = target.webhook.metrics()
+    for value in (PROFILE, "disabled", "enabled", None):
+        applied = target.apiserver.label_namespace(unlabeled, value)
+        assert applied.allowed and applied.warnings == (), (value, applied.message)
+    # Locally every edit is sent; the apiserver's matchConditions keep the removal away.
+    assert namespaces_judged(target, before) == {
+        "allowed": 3.0 if target.mode == "cluster" else 4.0
+    }
+
+
+def test_creating_a_namespace_with_a_bad_label_is_refused(target: Target) -> None:
+    def manifest(value: str) -> dict[str, object]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "e2e-created", "labels": {INJECT: value, **NAMESPACE_LABELS}},
+        }
+
+    before = target.webhook.metrics()
+    refused = target.apiserver.create_namespace(manifest("enabeld"))
+    assert not refused.allowed
+    assert (
+        f'namespace "e2e-created": label {INJECT}=enabeld names no profile; valid values: '
+        f'disabled, {PROFILE}, enabled (did you mean "enabled"?)'
+    ) in refused.message
+    assert target.apiserver.create_namespace(manifest(PROFILE), dry_run=True).allowed
+    assert namespaces_judged(target, before) == {"denied": 1.0, "allowed": 1.0}
+
+
+# --- cluster mode only: matchConditions, failurePolicy Ignore, `check` ---
+
+
+def test_other_namespace_edits_never_reach_the_webhook(
+    cluster: Cluster, cluster_target: Target, cluster_unlabeled: str
+) -> None:
+    name = cluster_unlabeled
+    assert cluster_target.apiserver.label_namespace(name, PROFILE).allowed
+    before = cluster_target.webhook.metrics()
+    kubectl = cluster.kubectl
+    kubectl.run("annotate", "namespace", name, "e2e.sidecar-injector.io/note=hello", "--overwrite")
+    kubectl.run("label", "namespace", name, "e2e.sidecar-injector.io/team=a", "--overwrite")
+    kubectl.run("label", "namespace", name, f"{INJECT}={PROFILE}", "--overwrite")  # same value
+    stored = kubectl.get("namespace", name)
+    kubectl.run("replace", "--filename=-", input=json.dumps(stored))  # re-applied as it is
+    kubectl.run("label", "namespace", name, "e2e.sidecar-injector.io/team-")
+    kubectl.run("annotate", "namespace", name, "e2e.sidecar-injector.io/note-")
+    kubectl.run("label", "namespace", APPS, "e2e.sidecar-injector.io/team=b", "--overwrite")
+    kubectl.run("label", "namespace", APPS, "e2e.sidecar-injector.io/team-")
+    assert cluster_target.apiserver.label_namespace(name, None).allowed  # removal
+    assert namespaces_judged(cluster_target, before) == {}
+    # The series exist (created at start-up): the counts above were read, not assumed.
+    samples = cluster_target.webhook.metrics()
+    for result in ("allowed", "denied"):
+        assert samples.get(VALIDATIONS, **dict(labels(kind="namespace", result=result))) >= 0
+
+
+def test_with_the_webhook_down_a_typo_goes_through_and_check_names_it(
+    cluster: Cluster, cluster_target: Target, cluster_unlabeled: str
+) -> None:
+    webhook = cluster_target.webhook
+    if not isinstance(webhook, LocalInjector):
+        pytest.skip("the in-cluster webhook is not stopped by the suite")
+    name = cluster_unlabeled
+    with webhook.down():
+        applied = cluster_target.apiserver.label_namespace(name, LABEL_TYPO)
+    assert applied.allowed, "failurePolicy Ignore: labeling never waits on the webhook"
+    assert namespaces_judged(cluster_target, Samples({}, frozenset())) == {}, "none judged"
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "sidecar-injector"), "check", "-o", "json",
+         f"--kubeconfig={cluster.config.kubeconfig}", f"--release-namespace={NAMESPACE}"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    failed = [
+        check
+        for check in json.loads(result.stdout)["checks"]
+        if check["check"] == "namespace labels" and check["level"] == "fail"
+    ]
+    [typo] = [c for c in failed if f"namespace {name} " in c["message"]]
+    assert f"is labeled {INJECT}={LABEL_TYPO}, which names no profile" in typo["message"]
+    assert typo["fix"].startswith(f"kubectl label namespace {name} {INJECT}=<one of: ")

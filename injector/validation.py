@@ -1,14 +1,21 @@
-"""Whether a new set of template files may replace the current one: the judgement a reload
-makes, also given to the person who edits the templates ConfigMap (the /validate webhook)."""
+"""What the /validate webhook judges: whether a new set of template files may replace the
+current one (the judgement a reload makes, given to the person who edits the templates
+ConfigMap), and whether a namespace's `<prefix>/inject` label names something that exists."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 from injector.loader import SUFFIX, LoadResult, Source, load_sources, object_sources
-from injector.policy import ENABLED, Settings
+from injector.near import nearest
+from injector.policy import DISABLED, ENABLED, Settings
 from injector.types import JSON
+
+Kind = Literal["configmap", "namespace"]
+"""What /validate judges: edits of the templates ConfigMap, namespace inject labels."""
+KINDS: tuple[Kind, ...] = get_args(Kind)
+_KINDS: dict[str, Kind] = {"ConfigMap": "configmap", "Namespace": "namespace"}
 
 
 class Verdict(NamedTuple):
@@ -72,6 +79,21 @@ def _unserved(result: LoadResult, before: Collection[str], settings: Settings) -
     return warnings
 
 
+def subject(request: Mapping[str, JSON]) -> Kind | None:
+    """Which judgement an AdmissionReview `request` is for, by the kind of its object (a core
+    ConfigMap or Namespace); None for anything else, which is allowed untouched."""
+    kind = request.get("kind")
+    if not isinstance(kind, Mapping) or kind.get("group", "") != "":
+        return None
+    name = kind.get("kind")
+    return _KINDS.get(name) if isinstance(name, str) else None
+
+
+def _edited(request: Mapping[str, JSON]) -> bool:
+    """A CREATE or UPDATE of the object itself (not of a subresource such as status)."""
+    return request.get("operation") in ("CREATE", "UPDATE") and not request.get("subResource")
+
+
 def review(
     request: Mapping[str, JSON], settings: Settings, serving: Collection[str] = ()
 ) -> Verdict | None:
@@ -79,10 +101,7 @@ def review(
     templates `serving`; None when there is nothing to judge (not a ConfigMap, or not a CREATE
     or UPDATE of one): it is allowed untouched. A ConfigMap deleted and created again empty
     is refused like an emptied one."""
-    kind = request.get("kind") or {}
-    if kind.get("kind") != "ConfigMap" or kind.get("group", "") != "":
-        return None
-    if request.get("operation") not in ("CREATE", "UPDATE") or request.get("subResource"):
+    if subject(request) != "configmap" or not _edited(request):
         return None
     new = request.get("object")
     if not isinstance(new, Mapping):
@@ -97,3 +116,93 @@ def _template_names(configmap: Mapping[str, JSON]) -> list[str]:
     """The templates a ConfigMap holds: its `<name>.yaml` keys."""
     keys = [s.key for s in object_sources(configmap.get("data"), configmap.get("binaryData"))]
     return [key.removesuffix(SUFFIX) for key in keys if key.endswith(SUFFIX)]
+
+
+def label_values(settings: Settings) -> list[str]:
+    """Every value the namespace inject label may take, sorted: the routed profiles (`enabled`
+    only when default templates are configured) and `disabled`."""
+    return sorted({*settings.routed_profiles, DISABLED})
+
+
+def review_namespace(request: Mapping[str, JSON], settings: Settings) -> Verdict | None:
+    """Judge the `<prefix>/inject` label of a Namespace CREATE or UPDATE: a value that names no
+    profile is refused, naming the valid values and the nearest one, so that a typo is caught
+    when it is typed rather than by the first denied pod. None when there is nothing to judge
+    (not a Namespace CREATE or UPDATE; no such label; the label as it was): allowed."""
+    if subject(request) != "namespace" or not _edited(request):
+        return None
+    new = request.get("object")
+    if not isinstance(new, Mapping):
+        return Verdict(("the request has no Namespace object",), ())
+    name = _namespace_name(request, new)
+    labels = _labels(new)
+    if labels is None:
+        return Verdict((f"namespace {name}: metadata.labels must be a map of strings",), ())
+    key = settings.inject_key
+    if key not in labels:
+        return None
+    value = labels[key]
+    if not isinstance(value, str):
+        return Verdict((f"namespace {name}: label {key} must be a string",), ())
+    old = request.get("oldObject")
+    before = _labels(old) if isinstance(old, Mapping) else None
+    if before is not None and before.get(key) == value:
+        return None  # unchanged: whatever it is, this edit did not make it so
+    error = label_error(name, value, settings)
+    return Verdict((error,), ()) if error else None
+
+
+def label_error(namespace: str, value: str, settings: Settings) -> str | None:
+    """Why `value` cannot be the inject label of `namespace` (quoted, as in messages), with
+    what to type instead; None if it can."""
+    valid = label_values(settings)
+    if value in valid:
+        return None
+    key = settings.inject_key
+    shown = _quoted(value)
+    if value == ENABLED:
+        why = "asks for the default templates, but none are configured (--default-templates)"
+    else:
+        why = "names no profile"
+    message = f"namespace {namespace}: label {key}={shown} {why}; valid values: {', '.join(valid)}"
+    near = nearest(value, valid)
+    if near is not None:
+        message += f' (did you mean "{near}"?)'
+    return message
+
+
+SHOWN = 100
+"""Characters of a label value or namespace name a message shows (the apiserver allows 63 and
+253; a request sent by hand may carry anything)."""
+
+
+def _quoted(text: str) -> str:
+    cut = text if len(text) <= SHOWN else text[:SHOWN] + "..."
+    return cut if cut and all(c.isalnum() or c in "-_." for c in cut) else f'"{cut}"'
+
+
+def _namespace_name(request: Mapping[str, JSON], namespace: Mapping[str, JSON]) -> str:
+    """The namespace's name, quoted: from its metadata, else the request's."""
+    metadata = namespace.get("metadata")
+    name: JSON = None
+    if isinstance(metadata, Mapping):
+        name = metadata.get("name") or metadata.get("generateName")
+    if not isinstance(name, str) or not name:
+        name = request.get("name")
+    if not isinstance(name, str) or not name:
+        return "(unnamed)"
+    cut = name if len(name) <= SHOWN else name[:SHOWN] + "..."
+    return f'"{cut}"'
+
+
+def _labels(obj: Mapping[str, JSON]) -> Mapping[str, JSON] | None:
+    """An object's metadata.labels ({} when there are none); None when they are not a map."""
+    metadata = obj.get("metadata")
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        return None
+    labels = metadata.get("labels")
+    if labels is None:
+        return {}
+    return labels if isinstance(labels, Mapping) else None

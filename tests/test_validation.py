@@ -1,5 +1,6 @@
 """Judging a templates ConfigMap edit: every load error refuses it with its key and line, an
-emptied set is refused, templates the profiles need but the edit lacks are warnings."""
+emptied set is refused, templates the profiles need but the edit lacks are warnings. Judging a
+namespace's inject label: a value that names no profile is refused with what to type."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from injector.policy import Settings
 from injector.summary import LIMIT, SEPARATOR, bounded
-from injector.validation import Verdict, review
+from injector.validation import Verdict, label_values, review, review_namespace, subject
 from tests.test_loader import BROKEN, GOOD, HOSTILE
 
 SETTINGS = Settings(default_templates=("good",), profiles={"mesh": ("proxy", "good")})
@@ -146,3 +147,162 @@ def test_a_configmap_created_again_empty_is_refused_while_templates_are_served()
     )
     fresh = review(edit({}, operation="CREATE"), SETTINGS, serving=())
     assert fresh is not None and not fresh.errors
+
+
+# --- namespace inject labels ---
+
+KEY = "sidecar-injector.io/inject"
+NO_DEFAULTS = Settings(profiles={"observability": ("proxy",), "payments": ("good",)})
+
+
+def namespace(
+    labels: Any = None,
+    old: Any = None,
+    operation: str = "UPDATE",
+    name: str = "shop",
+    **fields: Any,
+) -> dict[str, Any]:
+    """An AdmissionReview request for a Namespace with these labels (None: no labels map); an
+    UPDATE's oldObject has the labels `old`, a CREATE's oldObject is null."""
+
+    def obj(labels: Any) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"name": name}
+        if labels is not None:
+            metadata["labels"] = labels
+        return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata}
+
+    request: dict[str, Any] = {
+        "uid": "u",
+        "kind": {"group": "", "version": "v1", "kind": "Namespace"},
+        "operation": operation,
+        "name": name,
+        "object": obj(labels),
+        "oldObject": obj(old) if operation == "UPDATE" else None,
+        **fields,
+    }
+    return request
+
+
+def test_subject_names_what_is_judged() -> None:
+    assert subject(edit({})) == "configmap"
+    assert subject(namespace()) == "namespace"
+    assert subject({"kind": {"group": "", "version": "v1", "kind": "Secret"}}) is None
+    assert subject({"kind": {"group": "x.io", "version": "v1", "kind": "Namespace"}}) is None
+    assert subject({"kind": "Namespace"}) is None
+    assert subject({}) is None
+
+
+def test_the_valid_values_are_the_routed_profiles_and_disabled() -> None:
+    assert label_values(SETTINGS) == ["disabled", "enabled", "mesh"]
+    assert label_values(NO_DEFAULTS) == ["disabled", "observability", "payments"]
+    assert label_values(Settings()) == ["disabled"]
+
+
+def test_a_typo_is_refused_naming_namespace_value_valid_values_and_the_nearest() -> None:
+    settings = Settings(default_templates=("good",), profiles={"observability": ("proxy",)})
+    verdict = review_namespace(namespace({KEY: "observabilty"}, old={}), settings)
+    assert verdict == Verdict(
+        (
+            'namespace "shop": label sidecar-injector.io/inject=observabilty names no profile; '
+            'valid values: disabled, enabled, observability (did you mean "observability"?)',
+        ),
+        (),
+    )
+
+
+def test_a_value_far_from_every_name_gets_no_suggestion() -> None:
+    verdict = review_namespace(namespace({KEY: "shop"}, operation="CREATE"), NO_DEFAULTS)
+    assert verdict is not None
+    assert verdict.errors == (
+        'namespace "shop": label sidecar-injector.io/inject=shop names no profile; '
+        "valid values: disabled, observability, payments",
+    )
+
+
+def test_enabled_without_default_templates_is_refused_saying_why() -> None:
+    verdict = review_namespace(namespace({KEY: "enabled"}, operation="CREATE"), NO_DEFAULTS)
+    assert verdict is not None
+    assert verdict.errors == (
+        'namespace "shop": label sidecar-injector.io/inject=enabled asks for the default '
+        "templates, but none are configured (--default-templates); valid values: disabled, "
+        "observability, payments",
+    )
+    assert review_namespace(namespace({KEY: "enabled"}, operation="CREATE"), SETTINGS) is None
+
+
+@pytest.mark.parametrize("value", ["disabled", "observability", "payments"])
+@pytest.mark.parametrize("operation", ["CREATE", "UPDATE"])
+def test_every_valid_value_is_allowed(value: str, operation: str) -> None:
+    assert review_namespace(namespace({KEY: value}, operation=operation), NO_DEFAULTS) is None
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        namespace({KEY: "typo"}, old={KEY: "typo"}),  # unchanged: this edit did not do it
+        namespace({"team": "a"}, old={KEY: "typo"}),  # the label removed
+        namespace(None, old={KEY: "typo"}),
+        namespace(None, operation="CREATE"),  # no labels at all
+        namespace({}, operation="CREATE"),
+        namespace({"other.io/inject": "typo", "team": "x"}, operation="CREATE"),
+        namespace({KEY: "typo"}, operation="DELETE"),
+        namespace({KEY: "typo"}, subResource="status"),
+        namespace({KEY: "typo"}, subResource="finalize"),
+    ],
+)
+def test_what_does_not_set_a_bad_label_is_allowed(request_: dict[str, Any]) -> None:
+    assert review_namespace(request_, NO_DEFAULTS) is None
+
+
+def test_an_update_without_old_object_judges_the_label() -> None:
+    request = namespace({KEY: "paymnts"})
+    del request["oldObject"]
+    verdict = review_namespace(request, NO_DEFAULTS)
+    assert verdict is not None and verdict.errors[0].endswith('(did you mean "payments"?)')
+    request["oldObject"] = {"metadata": {"labels": "not a map"}}
+    assert review_namespace(request, NO_DEFAULTS) == verdict
+
+
+@pytest.mark.parametrize(
+    ("request_", "error"),
+    [
+        ({**namespace(), "object": None}, "the request has no Namespace object"),
+        (
+            namespace(["not", "a", "map"], operation="CREATE"),
+            'namespace "shop": metadata.labels must be a map of strings',
+        ),
+        (
+            {**namespace(), "object": {"metadata": "nope"}},
+            'namespace "shop": metadata.labels must be a map of strings',
+        ),
+        (
+            namespace({KEY: 42}, operation="CREATE"),
+            'namespace "shop": label sidecar-injector.io/inject must be a string',
+        ),
+        (
+            namespace({KEY: ""}, operation="CREATE", name=""),
+            'namespace (unnamed): label sidecar-injector.io/inject="" names no profile; '
+            "valid values: disabled, observability, payments",
+        ),
+    ],
+)
+def test_malformed_namespaces_are_refused_saying_what_is_wrong(
+    request_: dict[str, Any], error: str
+) -> None:
+    assert review_namespace(request_, NO_DEFAULTS) == Verdict((error,), ())
+
+
+def test_hostile_labels_are_cheap_and_shown_bounded() -> None:
+    many = {f"example.com/l{i}": "x" * 63 for i in range(10_000)}
+    assert review_namespace(namespace({**many, KEY: "payments"}), NO_DEFAULTS) is None
+    verdict = review_namespace(namespace({KEY: "p" * 1_000_000}), NO_DEFAULTS)
+    assert verdict is not None
+    [error] = verdict.errors
+    assert len(error) < 300 and f"inject={'p' * 100}..." in error
+    strange = review_namespace(namespace({KEY: "a b;c"}), NO_DEFAULTS)
+    assert strange is not None and 'inject="a b;c" names no profile' in strange.errors[0]
+
+
+def test_the_configmap_review_leaves_namespaces_alone_and_the_other_way_round() -> None:
+    assert review(namespace({KEY: "typo"}), SETTINGS) is None
+    assert review_namespace(edit({"t.yaml": "broken: ["}), SETTINGS) is None

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from injector.catalog import Catalog
 from injector.errors import ERROR_REASONS, SKIP_REASONS
+from injector.validation import KINDS, Kind
 
 NAMESPACE = "sidecar_injector"
 
@@ -79,8 +80,9 @@ class Metrics:
         )
         self.config_validations = counter(
             "config_validations",
-            "Templates ConfigMap edits judged by POST /validate, by result.",
-            ("result",),
+            "Templates ConfigMap edits and namespace inject labels judged by POST /validate, "
+            "by kind and result.",
+            ("kind", "result"),
         )
         self._requests = {
             (outcome, reason): self.requests.labels(outcome, reason)
@@ -90,7 +92,11 @@ class Metrics:
         self._injections: dict[str, Counter] = {}
         self._config_reloads = {r: self.config_reloads.labels(r) for r in RELOAD_RESULTS}
         self._tls_reloads = {r: self.tls_reloads.labels(r) for r in RELOAD_RESULTS}
-        self._validations = {r: self.config_validations.labels(r) for r in VALIDATION_RESULTS}
+        self._validations = {
+            (kind, result): self.config_validations.labels(kind, result)
+            for kind in KINDS
+            for result in VALIDATION_RESULTS
+        }
 
     def answered(self, outcome: Outcome, reason: str, seconds: float) -> None:
         """One request to /mutate got its answer."""
@@ -127,9 +133,9 @@ class Metrics:
         """A reload that could not even produce a catalog; the one serving stays."""
         self._config_reloads["failure"].inc()
 
-    def validated(self, result: ValidationResult) -> None:
-        """A templates ConfigMap edit was answered (dry runs included)."""
-        self._validations[result].inc()
+    def validated(self, kind: Kind, result: ValidationResult) -> None:
+        """A templates ConfigMap edit or a namespace label was answered (dry runs included)."""
+        self._validations[kind, result].inc()
 
     def tls_reloaded(self, result: ReloadResult, expires_at: float) -> None:
         """A changed certificate or key was tried; `expires_at` is the one now serving."""

@@ -198,7 +198,7 @@ def test_dashboard_has_the_panels_the_readme_lists(helm: Helm) -> None:
         "Injections by template",
         "Templates loaded and failing",
         "Reloads",
-        "Template edits judged",
+        "Edits judged",
         "Certificate expiry",
     }
     [latency] = [

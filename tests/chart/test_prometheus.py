@@ -28,7 +28,7 @@ from injector.service.sample import review
 from tests.service.process import SERVICE_NAME, Service, running
 from tests.service.support import EXAMPLES, KubeletVolume, Mounts, secret_files, trusting
 from tests.test_loader import GOOD
-from tests.test_validation import edit
+from tests.test_validation import edit, namespace
 
 from .helm import Helm
 from .prometheus import Monitoring, Prometheus, QueryError, prometheus, rule_file, selectors, tools
@@ -99,7 +99,7 @@ def post(
 
 def send_traffic(service: Service, ca: trustme.CA) -> None:
     """REQUESTS to /mutate over TLS, each answer checked, and two templates ConfigMap edits to
-    /validate: one allowed, one denied."""
+    /validate: one allowed, one denied, and a namespace label with a typo (denied)."""
     asks = {"injected": "log-shipper", "denied": "no-such-template", "skipped": ""}
     with httpx.Client(verify=trusting(ca), timeout=10) as client:
         for outcome, count in REQUESTS.items():
@@ -122,6 +122,12 @@ def send_traffic(service: Service, ca: trustme.CA) -> None:
             )
             assert answer.status_code == 200, answer.text
             assert answer.json()["response"]["allowed"] is allowed
+        # A namespace labeled with a typo: denied, counted under kind="namespace".
+        document = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}
+        document["request"] = namespace({"sidecar-injector.io/inject": "mehs"}, old={})
+        answer = post(client, service.port, "/validate", orjson.dumps(document), "application/json")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["response"]["allowed"] is False
 
 
 def wait_for(what: str, check: Callable[[], bool], service: Service) -> None:
@@ -177,7 +183,12 @@ def observed(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Observed:
             sent = sum(REQUESTS.values())
             scraped = {
                 f"sum(sidecar_injector_admission_requests_total{{{selector}}})": [float(sent)],
-                f"sum(sidecar_injector_config_validations_total{{{selector}}})": [2.0],
+                f'sum(sidecar_injector_config_validations_total{{{selector},kind="configmap"}})': [
+                    2.0
+                ],
+                f'sidecar_injector_config_validations_total{{{selector},kind="namespace",result="denied"}}': [
+                    1.0
+                ],
                 f'sidecar_injector_config_reloads_total{{{selector},result="failure"}}': [1.0],
                 f'sidecar_injector_tls_reloads_total{{{selector},result="failure"}}': [1.0],
             }

@@ -131,3 +131,35 @@ def test_service_monitor_shape(helm: Helm) -> None:
             {"action": "replace", "targetLabel": "job", "replacement": service["metadata"]["name"]}
         ]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+
+
+VALIDATING_VARIANTS: dict[str, dict[str, object]] = {
+    "both entries": {},
+    "namespace labels only": {"webhook": {"validateTemplates": False}},
+    "templates only": {"webhook": {"validateNamespaceLabels": False}},
+    "url, namespace labels only": {
+        "webhook": {
+            "validateTemplates": False,
+            "url": "https://hooks.example.com/injector/mutate",
+            "caBundle": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",
+        },
+        "certManager": {"enabled": False},
+        "tls": {"existingSecret": "injector-tls"},
+    },
+    "custom prefix": {"config": {"annotationPrefix": "inject.example.com"}},
+}
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+@pytest.mark.parametrize("variant", VALIDATING_VARIANTS)
+def test_each_validating_configuration_matches_kubernetes_schema(
+    helm: Helm, variant: str, version: str
+) -> None:
+    """Whichever entries are on, in Service and URL mode (the CEL of matchConditions compiles
+    on a real apiserver: e2e cluster mode installs it)."""
+    docs = helm.template(VALIDATING_VARIANTS[variant])
+    [doc] = [d for d in docs if d["kind"] == "ValidatingWebhookConfiguration"]
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        pytest.fail(f"{variant}, Kubernetes {version}: {exc.message} at {list(exc.path)}")

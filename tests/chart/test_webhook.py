@@ -11,6 +11,7 @@ import yaml
 from .helm import CHART_DIR, NAMESPACE, RELEASE, Helm, Manifest
 
 MWC = "templates/webhook-mutatingwebhookconfiguration.yaml"
+PREFIX = "sidecar-injector.io"
 
 
 def configuration(helm: Helm, values: dict[str, Any] | None = None, **kw: Any) -> Manifest:
@@ -249,12 +250,27 @@ def test_no_helm_test_entry_when_tests_are_off(helm: Helm) -> None:
 VWC = "templates/webhook-validatingwebhookconfiguration.yaml"
 
 
-def validating(helm: Helm, values: dict[str, Any] | None = None) -> Manifest:
+TEMPLATES_ENTRY = "templates.inject.sidecar-injector.io"
+NAMESPACE_ENTRY = "namespace-labels.inject.sidecar-injector.io"
+
+
+def validating(
+    helm: Helm, values: dict[str, Any] | None = None, name: str = TEMPLATES_ENTRY
+) -> Manifest:
+    """The ValidatingWebhookConfiguration, with its entry `name` as "webhook"."""
     [doc] = helm.template(values, show_only=[VWC])
     assert doc["kind"] == "ValidatingWebhookConfiguration"
-    assert len(doc["webhooks"]) == 1
-    webhook: Manifest = doc["webhooks"][0]
+    [webhook] = [w for w in doc["webhooks"] if w["name"] == name]
     return {**doc, "webhook": webhook}
+
+
+def validating_entries(helm: Helm, values: dict[str, Any] | None = None) -> list[str] | None:
+    """The names of the ValidatingWebhookConfiguration's entries; None when it is not rendered."""
+    docs = [d for d in helm.template(values) if d["kind"] == "ValidatingWebhookConfiguration"]
+    if not docs:
+        return None
+    [doc] = docs
+    return [w["name"] for w in doc["webhooks"]]
 
 
 def test_template_edits_are_validated_by_default(helm: Helm) -> None:
@@ -307,8 +323,93 @@ def test_template_validation_follows_existing_configmap_url_and_switch(helm: Hel
     url = validating(helm, {"webhook": {"url": "https://hooks.example.com/injector/mutate"}})
     assert url["webhook"]["clientConfig"] == {"url": "https://hooks.example.com/injector/validate"}
     off = helm.template({"webhook": {"validateTemplates": False}})
-    assert "ValidatingWebhookConfiguration" not in {d["kind"] for d in off}
     assert "MutatingWebhookConfiguration" in {d["kind"] for d in off}
+    assert validating_entries(helm, {"webhook": {"validateTemplates": False}}) == [NAMESPACE_ENTRY]
+
+
+def label_set_expression(prefix: str) -> str:
+    key = f"'{prefix}/inject'"
+    return f"has(object.metadata.labels) && {key} in object.metadata.labels"
+
+
+def label_changed_expression(prefix: str) -> str:
+    key = f"'{prefix}/inject'"
+    return (
+        "request.operation == 'CREATE' || oldObject == null || "
+        f"!has(oldObject.metadata.labels) || !({key} in oldObject.metadata.labels) || "
+        f"oldObject.metadata.labels[{key}] != object.metadata.labels[{key}]"
+    )
+
+
+def test_namespace_labels_are_validated_by_default(helm: Helm) -> None:
+    doc = validating(helm, name=NAMESPACE_ENTRY)
+    webhook = doc["webhook"]
+    assert [w["name"] for w in doc["webhooks"]] == [TEMPLATES_ENTRY, NAMESPACE_ENTRY]
+    templates = validating(helm)["webhook"]
+    assert webhook == {
+        "name": NAMESPACE_ENTRY,
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+        # A webhook that is down must never stop anyone from labeling a namespace.
+        "failurePolicy": "Ignore",
+        "timeoutSeconds": templates["timeoutSeconds"],
+        "matchPolicy": templates["matchPolicy"],
+        "clientConfig": templates["clientConfig"],
+        "rules": [
+            {
+                "operations": ["CREATE", "UPDATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["namespaces"],
+                "scope": "Cluster",
+            }
+        ],
+        # No namespaceSelector: the release namespace and the excluded ones are judged too.
+        "matchConditions": [
+            {"name": "inject-label-set", "expression": label_set_expression(PREFIX)},
+            {"name": "inject-label-changed", "expression": label_changed_expression(PREFIX)},
+        ],
+    }
+    assert webhook["clientConfig"] == {
+        "service": {"name": RELEASE, "namespace": NAMESPACE, "path": "/validate", "port": 443}
+    }
+
+
+def test_the_namespace_entry_follows_url_prefix_and_timeout(helm: Helm) -> None:
+    url = validating(
+        helm, {"webhook": {"url": "https://hooks.example.com/injector/mutate"}}, NAMESPACE_ENTRY
+    )
+    assert url["webhook"]["clientConfig"] == {"url": "https://hooks.example.com/injector/validate"}
+    custom = validating(
+        helm,
+        {"config": {"annotationPrefix": "inject.example.com"}, "webhook": {"timeoutSeconds": 9}},
+        NAMESPACE_ENTRY,
+    )["webhook"]
+    assert [c["expression"] for c in custom["matchConditions"]] == [
+        label_set_expression("inject.example.com"),
+        label_changed_expression("inject.example.com"),
+    ]
+    assert custom["timeoutSeconds"] == 9
+    named = validating(
+        helm, {"webhook": {"name": "hook.example.com"}}, "namespace-labels.hook.example.com"
+    )
+    assert named["webhook"]["rules"][0]["resources"] == ["namespaces"]
+
+
+@pytest.mark.parametrize(
+    ("templates", "labels", "entries"),
+    [
+        (True, True, [TEMPLATES_ENTRY, NAMESPACE_ENTRY]),
+        (True, False, [TEMPLATES_ENTRY]),
+        (False, True, [NAMESPACE_ENTRY]),
+        (False, False, None),
+    ],
+)
+def test_each_validating_entry_has_its_own_switch(
+    helm: Helm, templates: bool, labels: bool, entries: list[str] | None
+) -> None:
+    values = {"webhook": {"validateTemplates": templates, "validateNamespaceLabels": labels}}
+    assert validating_entries(helm, values) == entries
 
 
 def test_webhook_url_must_end_in_mutate(helm: Helm) -> None:

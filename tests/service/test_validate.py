@@ -1,11 +1,15 @@
-"""POST /validate in process: templates ConfigMap edits are judged exactly as a reload judges
-them (the same fixtures fed to both), answered in bounded AdmissionReviews, counted, logged."""
+"""POST /validate: templates ConfigMap edits are judged exactly as a reload judges them (the
+same fixtures fed to both), namespace inject labels that name no profile are refused, all
+answered in bounded AdmissionReviews, counted by kind, logged; requests no apiserver would send
+are answered over real HTTPS by the real process, never with a 500."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry
@@ -18,9 +22,10 @@ from injector.service.metrics import Metrics
 from injector.service.reload import Templates
 from injector.service.state import State
 from injector.summary import LIMIT, SEPARATOR, bounded
-from tests.service.support import Harness, KubeletVolume, make_harness
+from tests.service.process import SERVICE_NAME, Service, running
+from tests.service.support import Harness, KubeletVolume, Mounts, make_harness, trusting
 from tests.test_loader import BROKEN, GOOD, HOSTILE
-from tests.test_validation import edit
+from tests.test_validation import edit, namespace
 
 pytestmark = pytest.mark.anyio
 
@@ -41,9 +46,9 @@ async def validate(harness: Harness, request: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-def validations(harness: Harness, result: str) -> float | None:
+def validations(harness: Harness, result: str, kind: str = "configmap") -> float | None:
     return harness.registry.get_sample_value(
-        "sidecar_injector_config_validations_total", {"result": result}
+        "sidecar_injector_config_validations_total", {"kind": kind, "result": result}
     )
 
 
@@ -120,6 +125,7 @@ async def test_a_denial_names_key_line_and_field_and_is_counted_and_logged(
         "event": "config_validation",
         "log_level": "info",
         "uid": "u",
+        "kind": "configmap",
         "user": "alice@example.com",
         "namespace": "sidecar-injector",
         "name": "sidecar-injector-templates",
@@ -149,10 +155,15 @@ async def test_warnings_and_other_objects(validating: Harness) -> None:
         "the edit removes template 'good', which profile 'mesh' names: pods that rely on it "
         "will be denied until it is back"
     ]
+    assert validations(validating, "allowed") == 1
     secret = edit({"t.yaml": "containers: ["})
     secret["kind"] = {"group": "", "version": "v1", "kind": "Secret"}
-    assert await validate(validating, secret) == {"uid": "u", "allowed": True}
-    assert validations(validating, "allowed") == 2
+    with capture_logs() as logs:
+        assert await validate(validating, secret) == {"uid": "u", "allowed": True}
+    # Neither a ConfigMap nor a Namespace: allowed untouched, logged, counted under no kind.
+    assert [(line["kind"], line["result"]) for line in logs] == [(None, "allowed")]
+    for kind in ("configmap", "namespace"):
+        assert validations(validating, "allowed", kind) == (kind == "configmap")
 
 
 async def test_a_hostile_configmap_gets_a_bounded_denial(validating: Harness) -> None:
@@ -188,3 +199,151 @@ async def test_the_log_line_is_bounded_too(validating: Harness) -> None:
     [line] = logs
     assert line["error_count"] == 1
     assert len("; ".join(line["errors"]).encode()) <= LIMIT
+
+
+# --- namespace inject labels ---
+
+KEY = "sidecar-injector.io/inject"
+TYPO = (
+    'namespace "shop": label sidecar-injector.io/inject=mehs names no profile; '
+    'valid values: disabled, mesh (did you mean "mesh"?)'
+)
+
+
+async def test_a_namespace_typo_is_denied_counted_and_logged_with_its_value(
+    validating: Harness,
+) -> None:
+    for kind in ("configmap", "namespace"):
+        for result in ("allowed", "denied"):
+            assert validations(validating, result, kind) == 0, "every series from start-up"
+    with capture_logs() as logs:
+        response = await validate(
+            validating,
+            namespace({KEY: "mehs"}, old={}, userInfo={"username": "alice@example.com"}),
+        )
+    assert response == {"uid": "u", "allowed": False, "status": {"code": 400, "message": TYPO}}
+    assert validations(validating, "denied", "namespace") == 1
+    assert validations(validating, "denied", "configmap") == 0
+    [line] = logs
+    assert line.pop("duration_ms") >= 0
+    assert line == {
+        "event": "config_validation",
+        "log_level": "info",
+        "uid": "u",
+        "kind": "namespace",
+        "user": "alice@example.com",
+        "namespace": None,
+        "name": "shop",
+        "label": "mehs",
+        "operation": "UPDATE",
+        "dry_run": False,
+        "result": "denied",
+        "errors": [TYPO],
+        "error_count": 1,
+        "warnings": 0,
+    }
+
+
+async def test_valid_removed_and_unchanged_labels_are_allowed(validating: Harness) -> None:
+    for request in (
+        namespace({KEY: "mesh"}, operation="CREATE"),
+        namespace({KEY: "disabled"}, old={KEY: "mesh"}),
+        namespace({}, old={KEY: "mesh"}),
+        namespace({KEY: "mehs"}, old={KEY: "mehs"}),
+    ):
+        assert await validate(validating, request) == {"uid": "u", "allowed": True}
+    enabled = await validate(validating, namespace({KEY: "enabled"}, operation="CREATE"))
+    assert enabled["allowed"] is False, "no default templates here"
+    assert validations(validating, "allowed", "namespace") == 4
+    assert validations(validating, "denied", "namespace") == 1
+    assert validations(validating, "allowed", "configmap") == 0
+
+
+# Over real HTTPS, the process as the chart runs it: requests no apiserver sends are still
+# answered with an AdmissionReview (allowed, or refused saying what is wrong), never a 500.
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, Mounts]]:
+    mounts = Mounts.create(tmp_path_factory.mktemp("validate"))
+    mounts.templates.write({"good.yaml": GOOD})
+    with running(mounts.args("--profile=mesh=good")) as service:
+        yield service, mounts
+
+
+def over_https(served: tuple[Service, Mounts], request: dict[str, Any]) -> dict[str, Any]:
+    service, mounts = served
+    with httpx.Client(verify=trusting(mounts.ca), timeout=10) as client:
+        answer = client.post(
+            f"https://127.0.0.1:{service.port}/validate",
+            content=orjson.dumps(review(request)),
+            headers={"content-type": "application/json"},
+            extensions={"sni_hostname": SERVICE_NAME},
+        )
+    assert answer.status_code == 200, answer.text
+    response: dict[str, Any] = answer.json()["response"]
+    assert response["uid"] == request["uid"]
+    return response
+
+
+def without(request: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in request.items() if k != key}
+
+
+MANY = {f"team.example.com/label-{i}": "x" * 63 for i in range(5_000)}
+MALFORMED: list[tuple[str, dict[str, Any], str | None]] = [
+    ("no labels", namespace(None, operation="CREATE"), None),
+    ("no labels, no metadata", {**namespace(), "object": {"kind": "Namespace"}}, None),
+    ("thousands of labels", namespace({**MANY, KEY: "mesh"}, old=MANY), None),
+    ("thousands of labels, a typo", namespace({**MANY, KEY: "mehs"}, old=MANY), TYPO),
+    ("UPDATE without oldObject", without(namespace({KEY: "mehs"}), "oldObject"), TYPO),
+    ("UPDATE, oldObject null", namespace({KEY: "mehs"}, oldObject=None), TYPO),
+    (
+        "a non-string label value",
+        namespace({KEY: ["mesh"]}, operation="CREATE"),
+        'namespace "shop": label sidecar-injector.io/inject must be a string',
+    ),
+    (
+        "labels that are not a map",
+        namespace("mesh", operation="CREATE"),
+        'namespace "shop": metadata.labels must be a map of strings',
+    ),
+    (
+        "no object",
+        without(namespace({KEY: "mehs"}), "object"),
+        "the request has no Namespace object",
+    ),
+    ("object null", namespace({KEY: "mehs"}, object=None), "the request has no Namespace object"),
+    ("no operation", without(namespace({KEY: "mehs"}), "operation"), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_", "refusal"), [(r, e) for _, r, e in MALFORMED], ids=[n for n, _, _ in MALFORMED]
+)
+def test_bad_namespace_reviews_are_answered_never_a_500(
+    served: tuple[Service, Mounts], request_: dict[str, Any], refusal: str | None
+) -> None:
+    service, _ = served
+    before = {
+        result: service.metric(
+            "sidecar_injector_config_validations_total", kind="namespace", result=result
+        )
+        for result in ("allowed", "denied")
+    }
+    response = over_https(served, request_)
+    if refusal is None:
+        assert response == {"uid": "u", "allowed": True}
+    else:
+        assert response == {
+            "uid": "u",
+            "allowed": False,
+            "status": {"code": 400, "message": refusal},
+        }
+    counted = "allowed" if refusal is None else "denied"
+    after = service.metric(
+        "sidecar_injector_config_validations_total", kind="namespace", result=counted
+    )
+    assert after == (before[counted] or 0) + 1
+    assert "Traceback" not in service.stdout.text() + service.stderr.text()
+    assert not service.events("validation_request_refused")
