@@ -102,7 +102,8 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "template file, or a ConfigMap manifest: every ConfigMap in it, and of the ConfigMaps in "
         "a List (kind: List or ConfigMapList, what kubectl get configmap -o yaml prints) those "
         "holding a <template>.yaml key (the others are named in a note). Print one line per "
-        "problem; exit 1 if any template is broken, 2 if the path does not exist.",
+        "problem; exit 1 if any template is broken, 2 if the path does not exist or cannot "
+        "be read.",
     )
     validate.add_argument("path", help="templates directory, ConfigMap manifest, or one template")
     validate.set_defaults(handler=run_validate)
@@ -143,6 +144,9 @@ def run_validate(args: argparse.Namespace) -> int:
         except ListError as exc:
             print(f"error: {path}: {exc}", file=sys.stderr)
             return 1
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+            return 2
         for skipped in manifest.skipped:
             print(f"note: {skipped}: holds no <template>.yaml key; not validated", file=sys.stderr)
         groups = manifest.groups

@@ -362,6 +362,9 @@ def test_explain_and_inject_refuse_unreadable_or_odd_manifests(tmp_path: Path) -
         result = run(command, *templates, "-f", str(binary))
         assert result.returncode == 2, result.stderr
         assert f"error: cannot read {binary}: 'utf-8' codec can't decode" in result.stderr
+    validated = run("validate", str(binary))
+    assert validated.returncode == 2, validated.stderr
+    assert validated.stderr.startswith(f"error: cannot read {binary}: 'utf-8' codec can't decode")
     odd = "kind: Deployment\nmetadata: web\nspec: {template: {metadata: x, spec: {}}}\n"
     explained = run("explain", *templates, "-f", "-", stdin=odd)
     assert explained.returncode == 1, explained.stderr
