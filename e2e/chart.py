@@ -108,6 +108,14 @@ class Release:
         """The templates ConfigMap's data: `<name>.yaml` -> template text."""
         return dict(self.templates_configmap.get("data") or {})
 
+    def templates_dir(self, directory: Path) -> Path:
+        """The templates written as the files of a templates directory (`--templates-dir`
+        of the offline commands)."""
+        directory.mkdir(parents=True)
+        for key, text in self.templates.items():
+            (directory / key).write_text(text)
+        return directory
+
     @property
     def tls_secret_name(self) -> str:
         name: str = self._volume("tls")["secret"]["secretName"]

@@ -156,6 +156,14 @@ def deployment(name: str, inject: str | None, replicas: int = 2, params: Params 
     }
 
 
+def stateful_set(name: str, inject: str | None, replicas: int = 1, params: Params = None) -> Obj:
+    """A StatefulSet of `deployment`'s shape (its Service named like it)."""
+    found = deployment(name, inject, replicas, params)
+    found["kind"] = "StatefulSet"
+    found["spec"]["serviceName"] = name
+    return found
+
+
 def replicaset_pod(deployment: Obj) -> Obj:
     """A Pod as the ReplicaSet controller creates it for `deployment`: generateName from the
     ReplicaSet's name, the pod-template-hash label, and the ReplicaSet as controller owner."""

@@ -9,7 +9,6 @@ import copy
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,11 @@ from e2e.local import LocalInjector
 from e2e.pki import CAIssuer
 from e2e.pods import APPS, TOKEN_VOLUME, Obj, bare, deployment, rich
 from e2e.target import Admission, Target
+from e2e.tools import COMMAND
 from injector.service.sample import REPLICASET_CONTROLLER
 from tests.chart.helm import REPO_ROOT, Helm, only
 
 EXAMPLES = REPO_ROOT / "examples"
-COMMAND = str(Path(sys.executable).parent / "sidecar-injector")
 
 
 def test_the_webhook_configuration_trusts_the_ca(cluster: Cluster, cluster_target: Target) -> None:

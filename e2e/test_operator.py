@@ -12,7 +12,6 @@ import base64
 import contextlib
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,11 +35,12 @@ from e2e.pods import (
     Obj,
     bare,
     deployment,
+    stateful_set,
 )
 from e2e.target import Target
+from e2e.tools import COMMAND
 from tests.chart.helm import only
 
-COMMAND = str(Path(sys.executable).parent / "sidecar-injector")
 SHIPPER = "log-shipper.yaml"
 PARAM = "sidecar-injector.io/log-shipper"
 POD_TIMEOUT = 60.0
@@ -412,9 +412,7 @@ def workloads() -> list[Obj]:
     """One of each kind of owner, each asking for log-shipper; a Deployment asking only for
     trace-agent (never outdated here); a bare Pod."""
     shipping = {INJECT: "log-shipper"}
-    statefulset = deployment("db", "log-shipper", replicas=1)
-    statefulset["kind"] = "StatefulSet"
-    statefulset["spec"]["serviceName"] = "db"
+    statefulset = stateful_set("db", "log-shipper", replicas=1)
     daemonset = deployment("agent", "log-shipper")
     daemonset["kind"] = "DaemonSet"
     del daemonset["spec"]["replicas"]
@@ -622,10 +620,7 @@ def test_explain_names_each_reason_online(operator: Operator, tmp_path: Path) ->
 def test_explain_offline_gives_the_same_verdicts(operator: Operator, tmp_path: Path) -> None:
     """With --templates-dir, the release's own flags and each namespace's label given as
     --namespace-label, the same reason for every case, without asking the cluster."""
-    templates = tmp_path / "templates"
-    templates.mkdir()
-    for key, text in operator.cluster.release.templates.items():
-        (templates / key).write_text(text)
+    templates = operator.cluster.release.templates_dir(tmp_path / "templates")
     args = operator.cluster.release.args
     flags = [f"--{f}={args[f'--{f}']}" for f in ("default-templates", "exclude-namespaces")]
     flags += [f"--profile={p}" for p in args["--profile"].split(";")]

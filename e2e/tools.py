@@ -24,6 +24,8 @@ KUBECTL_VERSION = "v1.34.5"
 """The kubectl in the pinned wheel's layer."""
 KUBECTL_IN_LAYER = "kubectl/kubectl"
 KUBECTL_CACHE = REPO / ".cache" / "kubectl" / KUBECTL_VERSION
+COMMAND = str(Path(sys.executable).parent / "sidecar-injector")
+"""The console script of this environment, run as users run it."""
 
 
 class ToolError(RuntimeError):

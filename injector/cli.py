@@ -13,8 +13,9 @@ from typing import TextIO
 import yaml
 
 from injector import __version__, offline
-from injector.loader import LoadResult, directory_sources, file_sources, load_sources
-from injector.manifests import inject_all
+from injector.lists import ListError
+from injector.loader import LoadResult, directory_sources, file_groups, load_sources
+from injector.manifests import inject_all, objects_help
 from injector.offline import DEFAULT_TEMPLATES_DIR
 from injector.ops import commands as ops_commands
 from injector.policy import route
@@ -77,8 +78,8 @@ def _add_inject(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "inject",
         help="inject sidecars into Pods and workload manifests offline",
         description="Read multi-document YAML, print it with the requested sidecars injected "
-        "into Pods and the pod templates of Deployments, StatefulSets, DaemonSets, ReplicaSets, "
-        "Jobs and CronJobs. Other objects pass through unchanged.",
+        f"into {objects_help()}. Other objects pass through unchanged; a List keeps its "
+        "apiVersion, kind and metadata, each item replaced by its result, in order.",
     )
     inject.add_argument("-f", "--filename", required=True, help="manifest file, or - for stdin")
     offline.add_arguments(
@@ -97,8 +98,12 @@ def _add_validate(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     validate = commands.add_parser(
         "validate",
         help="lint templates (a directory or a ConfigMap manifest) before they reach a cluster",
-        description="Load and test-render every template; print one line per problem; exit 1 "
-        "if any template is broken.",
+        description="Load and test-render every template of a templates directory, a "
+        "template file, or a ConfigMap manifest: every ConfigMap in it, and of the ConfigMaps in "
+        "a List (kind: List or ConfigMapList, what kubectl get configmap -o yaml prints) those "
+        "holding a <template>.yaml key (the others are named in a note). Print one line per "
+        "problem; exit 1 if any template is broken, 2 if the path does not exist or cannot "
+        "be read.",
     )
     validate.add_argument("path", help="templates directory, ConfigMap manifest, or one template")
     validate.set_defaults(handler=run_validate)
@@ -132,19 +137,32 @@ def run_inject(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.is_dir():
-        sources = directory_sources(path)
+        groups = [directory_sources(path)]
     elif path.is_file():
-        sources = file_sources(path)
+        try:
+            manifest = file_groups(path)
+        except ListError as exc:
+            print(f"error: {path}: {exc}", file=sys.stderr)
+            return 1
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+            return 2
+        for skipped in manifest.skipped:
+            print(f"note: {skipped}: holds no <template>.yaml key; not validated", file=sys.stderr)
+        groups = manifest.groups
     else:
         print(f"error: {path} does not exist", file=sys.stderr)
         return 2
-    if not sources:
+    if not any(groups):
         print(f"error: {path} holds no template (keys named <template>.yaml)", file=sys.stderr)
         return 1
-    result = load_sources(sources)
-    _print_load_errors(result, prefix="")
-    broken = len(result.errors)
-    print(f"{len(result.templates)} template(s) valid, {broken} broken", file=sys.stderr)
+    valid = broken = 0
+    for sources in groups:  # each ConfigMap on its own: two may hold the same key
+        result = load_sources(sources)
+        _print_load_errors(result, prefix="")
+        valid += len(result.templates)
+        broken += len(result.errors)
+    print(f"{valid} template(s) valid, {broken} broken", file=sys.stderr)
     return 1 if broken else 0
 
 

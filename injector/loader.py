@@ -12,9 +12,10 @@ from pathlib import Path
 import yaml
 
 from injector.errors import LoadError
+from injector.lists import ListError, is_list, objects
 from injector.template import Template, build
 from injector.types import JSON
-from injector.yamlsrc import format_path, parse
+from injector.yamlsrc import _Loader, format_path, parse
 
 SUFFIX = ".yaml"
 
@@ -137,38 +138,98 @@ def load_directory(directory: str | os.PathLike[str]) -> LoadResult:
 def file_sources(path: str | os.PathLike[str]) -> list[Source]:
     """A ConfigMap manifest's templates (none, if its ConfigMaps hold none), or the file
     itself as one template."""
+    return [source for group in file_groups(path).groups for source in group]
+
+
+@dataclass
+class Manifest:
+    """What a file given to `validate` holds: the templates of each ConfigMap in it, one
+    group per ConfigMap (each loads on its own: two ConfigMaps may both hold `a.yaml`), or
+    the file itself as the one template of the one group."""
+
+    groups: list[list[Source]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    """The ConfigMaps in Lists passed over for holding no template, named for a note."""
+
+
+def file_groups(path: str | os.PathLike[str]) -> Manifest:
+    """`file_sources`, a group per ConfigMap; raises ListError for Lists it cannot walk."""
     text = Path(path).read_text(encoding="utf-8")
     label = os.fspath(path)
     try:
-        sources = configmap_sources(text, label)
+        found = configmaps(text, label)
     except yaml.YAMLError:
-        sources = None  # reported with its line when loaded as a template
-    return [Source(Path(path).name, text, label)] if sources is None else sources
+        found = None  # reported with its line when loaded as a template
+    return Manifest([[Source(Path(path).name, text, label)]]) if found is None else found
 
 
 def configmap_sources(text: str, label: str) -> list[Source] | None:
     """The templates of every ConfigMap in a manifest — `data`, with lines pointing into the
     manifest, and `binaryData` decoded — or None when the manifest holds no ConfigMap."""
-    loader = yaml.SafeLoader(text)
-    sources: list[Source] | None = None
+    found = configmaps(text, label)
+    return None if found is None else [source for group in found.groups for source in group]
+
+
+def configmaps(text: str, label: str) -> Manifest | None:
+    """The templates ConfigMaps of a manifest, each document's and those in its Lists
+    (`lists.objects`); None when it holds neither a ConfigMap nor a List (then it is a
+    template). Raises ListError for Lists nested too deep, yaml.YAMLError for bad YAML.
+
+    Which ConfigMaps: every ConfigMap written as a document of its own, all its keys (the
+    user put it in the file as templates); of the ConfigMaps inside a List, only those holding
+    at least one `<template>.yaml` key. A List is what `kubectl get configmap -o yaml` prints
+    for a whole namespace, which sweeps in kube-root-ca.crt (`ca.crt`), the chart's dashboard
+    (`dashboard.json`) and the applications' own: validated, each would fail as "not a
+    template" and the command would fail on every namespace. Those are named in
+    `Manifest.skipped` instead, never dropped silently."""
+    loader = _Loader(text)
+    found: Manifest | None = None
     try:
         while loader.check_node():
             node = loader.get_node()
-            found = _configmap_data(node, label) if node is not None else None
-            if found is not None:
-                sources = found if sources is None else sources + found
+            if node is None:
+                continue
+            doc = loader.construct_document(node)
+            if is_list(doc):  # a manifest, even when its Lists hold no ConfigMap
+                found = found or Manifest()
+            for item in objects(doc):
+                if item.kind != "ConfigMap":
+                    continue
+                found = found or Manifest()
+                at = _node_at(node, item.path)
+                where = f"{label} {item.label()}" if item.position else label
+                sources = _configmap_data(at, where) if at is not None else []
+                if item.position and not any(s.key.endswith(SUFFIX) for s in sources):
+                    found.skipped.append(where)
+                else:
+                    found.groups.append(sources)
+    except RecursionError:  # the pure-Python parser recurses per level of nesting
+        raise ListError("values nested too deeply") from None
     finally:
         loader.dispose()
-    return sources
+    return found
 
 
-def _configmap_data(node: yaml.Node, label: str) -> list[Source] | None:
-    if not isinstance(node, yaml.MappingNode):
-        return None
+def _node_at(node: yaml.Node, path: tuple[str | int, ...]) -> yaml.MappingNode | None:
+    """The node at `path` (as `lists.Item.path` gives it) in a document's node tree; a
+    duplicated key resolves to its last value, as when the document is constructed."""
+    for step in path:
+        if isinstance(step, int) and isinstance(node, yaml.SequenceNode):
+            node = node.value[step]
+        elif isinstance(node, yaml.MappingNode):
+            values = [
+                v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == step
+            ]
+            if not values:
+                return None
+            node = values[-1]
+        else:
+            return None
+    return node if isinstance(node, yaml.MappingNode) else None
+
+
+def _configmap_data(node: yaml.MappingNode, label: str) -> list[Source]:
     fields = {k.value: v for k, v in node.value if isinstance(k, yaml.ScalarNode)}
-    kind = fields.get("kind")
-    if not isinstance(kind, yaml.ScalarNode) or kind.value != "ConfigMap":
-        return None
     sources = []
     data = fields.get("data")
     for key_node, value_node in data.value if isinstance(data, yaml.MappingNode) else ():

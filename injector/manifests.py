@@ -10,6 +10,7 @@ import jsonpatch
 
 from injector.catalog import Catalog
 from injector.engine import decide
+from injector.lists import Item, ListError, map_objects
 from injector.policy import Settings
 from injector.types import JSON, Obj
 
@@ -24,6 +25,18 @@ POD_TEMPLATE_PATHS: dict[str, tuple[str, ...]] = {
     "DeploymentConfig": ("spec", "template"),  # OpenShift's apps.openshift.io/v1
 }
 """Where each workload kind keeps the pod template its controller creates pods from."""
+
+LISTS_HELP = (
+    "also as items of a List (kind: List, what kubectl get -o yaml prints for several objects) "
+    "or of a typed <Kind>List such as DeploymentList, Lists inside Lists included"
+)
+
+
+def objects_help() -> str:
+    """What `inject -f` and `explain -f` act on, for their --help: derived from
+    POD_TEMPLATE_PATHS, so the help never names fewer kinds than are handled."""
+    *first, last = POD_TEMPLATE_PATHS
+    return f"Pods and the pod templates of {', '.join(first)} and {last} objects, {LISTS_HELP}"
 
 
 def pod_of(doc: Obj) -> Obj | None:
@@ -59,11 +72,20 @@ def inject_all(
     namespace: str = "default",
     profile: str | None = None,
 ) -> Outcome:
-    """Inject into every document, keeping their order; other kinds pass through unchanged.
-    Objects without a namespace are taken to be in `namespace`; `profile` is what their
-    namespace's label routes them to (`policy.route`)."""
+    """Inject into every document, keeping their order, and into the items of Lists in them
+    (`lists.map_objects`: the List keeps its shape, each item is replaced by its result);
+    other kinds pass through unchanged. Objects without a namespace are taken to be in
+    `namespace`; `profile` is what their namespace's label routes them to (`policy.route`).
+    A document whose Lists cannot be walked (nested too deep) is an error, and passes through."""
     run = _Run(catalog, settings, namespace, profile, Outcome())
-    run.outcome.objects = [run.inject(doc) for doc in docs if doc is not None]
+    for number, doc in enumerate(docs, 1):
+        if doc is None:
+            continue
+        try:
+            run.outcome.objects.append(map_objects(doc, run.inject))
+        except ListError as exc:
+            run.outcome.errors.append(f"document {number}: {exc}")
+            run.outcome.objects.append(doc)
     return run.outcome
 
 
@@ -75,23 +97,21 @@ class _Run:
     profile: str | None
     outcome: Outcome
 
-    def inject(self, doc: JSON) -> JSON:
-        if not isinstance(doc, dict):
-            return doc
-        kind = str(doc.get("kind"))
+    def inject(self, item: Item) -> JSON:
+        doc = item.obj
+        label = item.label()
         metadata = _mapping(doc.get("metadata"))
-        label = f"{kind}/{metadata.get('name') or metadata.get('generateName') or '?'}"
         namespace = str(metadata.get("namespace") or self.namespace)
-        if kind == "Pod":
+        if item.kind == "Pod":
             return self.mutate(doc, namespace, label)
-        pod = pod_of(doc)
+        pod = pod_of(item.resolved)
         if pod is None:
             return doc
         mutated = self.mutate(pod, namespace, label)
         if mutated is pod:
             return doc
         result = copy.deepcopy(doc)
-        target = dig(result, POD_TEMPLATE_PATHS[kind])
+        target = dig(result, POD_TEMPLATE_PATHS[item.kind])
         if "generateName" not in _mapping(target.get("metadata")):
             del mutated["metadata"]["generateName"]
         target["metadata"] = mutated["metadata"]

@@ -150,3 +150,5 @@ def read_manifests(filename: str) -> list[Any]:
         return list(yaml.safe_load_all(text))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise UsageError(f"cannot read {filename}: {exc}") from None
+    except RecursionError:  # PyYAML's parser recurses per level of nesting
+        raise UsageError(f"cannot read {filename}: values nested too deeply") from None

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from injector.manifests import POD_TEMPLATE_PATHS
 from tests.k8s import assert_valid
 
 ROOT = Path(__file__).parents[1]
@@ -362,6 +363,9 @@ def test_explain_and_inject_refuse_unreadable_or_odd_manifests(tmp_path: Path) -
         result = run(command, *templates, "-f", str(binary))
         assert result.returncode == 2, result.stderr
         assert f"error: cannot read {binary}: 'utf-8' codec can't decode" in result.stderr
+    validated = run("validate", str(binary))
+    assert validated.returncode == 2, validated.stderr
+    assert validated.stderr.startswith(f"error: cannot read {binary}: 'utf-8' codec can't decode")
     odd = "kind: Deployment\nmetadata: web\nspec: {template: {metadata: x, spec: {}}}\n"
     explained = run("explain", *templates, "-f", "-", stdin=odd)
     assert explained.returncode == 1, explained.stderr
@@ -372,3 +376,173 @@ def test_explain_and_inject_refuse_unreadable_or_odd_manifests(tmp_path: Path) -
     assert (
         injected.stderr == "error: Deployment/?: spec.containers must list at least one container\n"
     )
+
+
+# --- Lists (kind: List and typed <Kind>Lists) ---
+
+DEPLOYMENTS_LIST = """
+apiVersion: v1
+kind: List
+metadata: {resourceVersion: ""}
+items:
+- apiVersion: apps/v1
+  kind: Deployment
+  metadata: {name: web, namespace: shop}
+  spec:
+    selector: {matchLabels: {app: web}}
+    template:
+      metadata: {labels: {app: web}, annotations: {sidecar-injector.io/inject: log-shipper}}
+      spec: {containers: [{name: app, image: "nginx:1.27"}]}
+- apiVersion: apps/v1
+  kind: DeploymentList
+  items:
+  - metadata: {name: plain}
+    spec:
+      selector: {matchLabels: {app: plain}}
+      template:
+        metadata: {labels: {app: plain}}
+        spec: {containers: [{name: app, image: "nginx:1.27"}]}
+"""
+
+
+def test_explain_names_each_item_of_a_list_by_its_place() -> None:
+    templates = ("--templates-dir", str(EXAMPLES / "templates"))
+    result = run("explain", *templates, "-f", "-", stdin=DEPLOYMENTS_LIST)
+    assert result.returncode == 1, result.stderr  # one of them would not be injected
+    heads = [line for line in result.stdout.splitlines() if not line.startswith(" ")]
+    assert heads == [
+        "List[0] Deployment shop/web: injected",
+        "List[1] DeploymentList[0] Deployment default/plain: not injected",
+    ]
+    as_json = run("explain", *templates, "-f", "-", "-o", "json", stdin=DEPLOYMENTS_LIST)
+    found = yaml.safe_load(as_json.stdout)
+    assert [(e["target"], e["injected"]) for e in found] == [
+        ("List[0] Deployment shop/web", True),
+        ("List[1] DeploymentList[0] Deployment default/plain", False),
+    ]
+
+
+def test_explain_and_inject_take_an_empty_list() -> None:
+    empty = "apiVersion: v1\nkind: List\nmetadata: {resourceVersion: ''}\nitems: []\n"
+    templates = ("--templates-dir", str(EXAMPLES / "templates"))
+    explained = run("explain", *templates, "-f", "-", stdin=empty)
+    assert explained.returncode == 2
+    assert explained.stderr == (
+        "sidecar-injector explain: error: - holds no Pod and no workload with a pod template (Lists included)\n"
+    )
+    assert inject("-f", "-", stdin=empty) == [yaml.safe_load(empty)]
+
+
+HOSTILE = {
+    "a List holding itself": "&a {apiVersion: v1, kind: List, items: [*a]}\n",
+    "Lists 40 deep": "{kind: List, items: [" * 40 + "]}" * 40 + "\n",
+}
+
+
+def test_lists_nested_too_deep_are_one_clear_error_in_every_command(tmp_path: Path) -> None:
+    templates = ("--templates-dir", str(EXAMPLES / "templates"))
+    said = "List[0]: Lists nested more than 16 deep (does a List hold itself through a YAML alias?)"
+    for what, text in HOSTILE.items():
+        path = tmp_path / "hostile.yaml"
+        path.write_text(text)
+        injected = run("inject", *templates, "-f", str(path))
+        assert (injected.returncode, injected.stdout) == (1, ""), what
+        assert injected.stderr == f"error: document 1: {said}\n", what
+        explained = run("explain", *templates, "-f", str(path))
+        assert explained.returncode == 2, what
+        assert explained.stderr == (
+            f"sidecar-injector explain: error: {path}: document 1: {said}\n"
+        ), what
+        validated = run("validate", str(path))
+        assert validated.returncode == 1, what
+        assert validated.stderr == f"error: {path}: {said}\n", what
+
+
+def test_values_nested_deeper_than_the_parser_goes_are_refused_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("{kind: List, items: [" * 3000 + "]}" * 3000 + "\n")
+    templates = ("--templates-dir", str(EXAMPLES / "templates"))
+    for command in ("inject", "explain"):
+        result = run(command, *templates, "-f", str(path))
+        assert result.returncode == 2, result.stderr
+        assert f"cannot read {path}: values nested too deeply" in result.stderr
+    validated = run("validate", str(path))
+    assert validated.returncode == 1
+    assert "Traceback" not in validated.stderr + validated.stdout
+    assert "nest" in validated.stdout + validated.stderr
+
+
+CONFIGMAPS_LIST = """\
+apiVersion: v1
+kind: List
+metadata:
+  resourceVersion: ""
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: kube-root-ca.crt, namespace: sidecar-injector}
+  data: {ca.crt: "-----BEGIN CERTIFICATE-----"}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: sidecar-injector-templates, namespace: sidecar-injector}
+  data:
+    ok.yaml: |
+      containers: [{name: s, image: x}]
+    broken.yaml: |
+      containers: [{name: s, image: x}]
+      labels: {a: 1}
+- apiVersion: v1
+  kind: ConfigMapList
+  items:
+  - metadata: {name: other-release-templates}
+    data:
+      ok.yaml: |
+        containers: [{name: t, image: "y:1"}]
+"""
+
+
+def test_validate_a_list_of_configmaps_as_kubectl_get_prints_it(tmp_path: Path) -> None:
+    """Each ConfigMap holding templates is validated on its own (both hold ok.yaml), those
+    holding none (kube-root-ca.crt) are named in a note; lines point into the file."""
+    manifest = tmp_path / "cms.yaml"
+    manifest.write_text(CONFIGMAPS_LIST)
+    result = run("validate", str(manifest))
+    assert result.returncode == 1
+    assert result.stdout == (
+        f"{manifest} List[1] ConfigMap/sidecar-injector-templates[broken.yaml]:18: labels.a: value 1 must be a string; quote it\n"
+    )
+    assert result.stderr == (
+        f"note: {manifest} List[0] ConfigMap/kube-root-ca.crt: holds no <template>.yaml key; not validated\n"
+        "2 template(s) valid, 1 broken\n"
+    )
+
+
+def test_validate_an_empty_list_or_one_without_templates(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("apiVersion: v1\nkind: List\nitems: []\n")
+    result = run("validate", str(empty))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"error: {empty} holds no template (keys named <template>.yaml)\n"
+    roots = tmp_path / "roots.yaml"
+    roots.write_text(
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n"
+        "  metadata: {name: kube-root-ca.crt}\n  data: {ca.crt: x}\n"
+    )
+    result = run("validate", str(roots))
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"note: {roots} List[0] ConfigMap/kube-root-ca.crt: holds no <template>.yaml key; not validated\n"
+        f"error: {roots} holds no template (keys named <template>.yaml)\n"
+    )
+
+
+def test_help_names_every_kind_inject_and_explain_handle_and_lists() -> None:
+    for command in ("inject", "explain"):
+        text = " ".join(run(command, "--help").stdout.split())
+        for kind in POD_TEMPLATE_PATHS:
+            assert kind in text, (command, kind)
+        assert "List (kind: List" in text and "DeploymentList" in text, command
+    validate = " ".join(run("validate", "--help").stdout.split())
+    assert "kind: List or ConfigMapList" in validate

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 import orjson
 
 from injector import offline
-from injector.manifests import pod_of
+from injector.lists import Item, ListError, objects
+from injector.manifests import objects_help, pod_of
 from injector.types import Obj
 
 if TYPE_CHECKING:
@@ -82,10 +83,10 @@ def _add_explain(commands: Commands) -> None:
     explain = commands.add_parser(
         "explain",
         help="why is (or would) a pod (not) be injected, and what to change",
-        description="For a pod in the cluster (POD -n NS) or the pods of a manifest (-f): "
-        "injected or not, the first reason in the order the webhook decides, what to change, "
-        "and near misses. With --templates-dir it works offline (the other settings from "
-        "flags, as for inject). Exit 0 when injected, 1 when not.",
+        description="For a pod in the cluster (POD -n NS) or the pods of a manifest (-f: "
+        f"{objects_help()}): injected or not, the first reason in the order the webhook "
+        "decides, what to change, and near misses. With --templates-dir it works offline "
+        "(the other settings from flags, as for inject). Exit 0 when injected, 1 when not.",
     )
     _cluster_flags(explain)
     explain.add_argument("pod", nargs="?", help="name of a pod in the cluster")
@@ -342,28 +343,36 @@ def _explain_manifest(
 ) -> list[Explanation]:
     from injector.ops.explain import explain  # noqa: PLC0415
 
-    docs = [d for d in offline.read_manifests(filename) if isinstance(d, dict)]
     found = []
-    for doc, pod, owner in _pods(docs):
-        metadata = _mapping(doc.get("metadata"))
+    for item, pod, owner in _pods(offline.read_manifests(filename), filename):
+        metadata = _mapping(item.obj.get("metadata"))
         namespace = str(metadata.get("namespace") or default_namespace)
-        label = f"{doc.get('kind')} {namespace}/{metadata.get('name', '?')}"
+        label = item.label(f"{item.kind or '?'} {namespace}/{metadata.get('name', '?')}")
         found.append(explain(label, pod, namespace, world(namespace), owner))
     if not found:
-        raise offline.UsageError(f"{filename} holds no Pod and no workload with a pod template")
+        raise offline.UsageError(
+            f"{filename} holds no Pod and no workload with a pod template (Lists included)"
+        )
     return found
 
 
-def _pods(docs: Iterable[Obj]) -> Iterable[tuple[Obj, Obj, Obj | None]]:
-    """(object, pod, workload or None) for Pods and the pod templates of workloads; a pod
-    template is seen as the pod its controller creates (its name a generateName)."""
-    for doc in docs:
-        if doc.get("kind") == "Pod":
-            yield doc, doc, None
-            continue
-        pod = pod_of(doc)
-        if pod is not None:
-            yield doc, pod, doc
+def _pods(docs: Iterable[Any], filename: str) -> Iterable[tuple[Item, Obj, Obj | None]]:
+    """(object, pod, workload or None) for Pods and the pod templates of workloads, in the
+    documents and in the Lists in them (`lists.objects`); a pod template is seen as the pod
+    its controller creates (its name a generateName)."""
+    for number, doc in enumerate(docs, 1):
+        try:
+            items = list(objects(doc))
+        except ListError as exc:
+            raise offline.UsageError(f"{filename}: document {number}: {exc}") from None
+        for item in items:
+            if item.kind == "Pod":
+                yield item, item.obj, None
+                continue
+            owner = item.resolved
+            pod = pod_of(owner)
+            if pod is not None:
+                yield item, pod, owner
 
 
 def _mapping(value: Any) -> Obj:
