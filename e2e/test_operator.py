@@ -187,6 +187,7 @@ def test_a_healthy_install_passes_every_check(operator: Operator) -> None:
     assert set(checks) >= {
         "webhook configuration",
         "template validation",
+        "label validation",
         "endpoints",
         "serving certificate",
         "replicas",

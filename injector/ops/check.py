@@ -20,12 +20,13 @@ from lightkube.resources.discovery_v1 import EndpointSlice
 
 from injector.catalog import Catalog
 from injector.loader import LoadResult, Source, load_sources
+from injector.near import nearest
 from injector.ops.certs import decode_bundle, verify
 from injector.ops.install import Install, template_sources
 from injector.ops.kube import PAGE, AccessError, reading
-from injector.policy import DISABLED, ENABLED
+from injector.policy import ENABLED
 from injector.summary import SEPARATOR, bounded
-from injector.validation import load_errors, namer
+from injector.validation import label_values, load_errors, namer
 
 Level = Literal["ok", "warn", "fail"]
 SYMBOLS: dict[Level, str] = {"ok": "✔", "warn": "⚠", "fail": "✖"}
@@ -94,9 +95,7 @@ def _entries(install: Install) -> list[Webhook]:
     entries: list[Webhook] = []
     if install.mutating is not None:
         entries += install.mutating.webhooks or []
-    if install.validating is not None:
-        entries += install.validating.webhooks or []
-    return entries
+    return entries + _validating(install)
 
 
 def _configurations(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
@@ -112,15 +111,26 @@ def _configurations(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Resu
     else:
         names = ", ".join(w.name for w in install.mutating.webhooks)
         yield Result("ok", "webhook configuration", f"mutating entries: {names}")
-    if install.validating is None:
-        yield Result(
-            "warn",
-            "template validation",
-            "no ValidatingWebhookConfiguration: broken template edits are not refused at "
-            "kubectl time (webhook.validateTemplates=false?)",
-        )
-    else:
-        yield Result("ok", "template validation", "edits of the templates ConfigMap are checked")
+    validating = {w.name.split(".", 1)[0] for w in _validating(install)}
+    for entry, check, what, value in VALIDATIONS:
+        if entry in validating:
+            yield Result("ok", check, f"{what} are checked when they are made")
+        else:
+            yield Result(
+                "warn", check, f"{what} are not checked at kubectl time (webhook.{value}=false?)"
+            )
+
+
+VALIDATIONS = (
+    ("templates", "template validation", "edits of the templates ConfigMap", "validateTemplates"),
+    ("namespace-labels", "label validation", "namespace inject labels", "validateNamespaceLabels"),
+)
+"""The validating webhook's entries (by the first part of their names), what each checks and
+the chart value that turns it on."""
+
+
+def _validating(install: Install) -> list[ValidatingWebhook]:
+    return install.validating.webhooks or [] if install.validating is not None else []
 
 
 def _endpoints(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
@@ -327,7 +337,7 @@ def _failing(names: list[str], snapshot: Snapshot) -> str:
 
 def _namespaces(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
     settings = snapshot.install.config.settings
-    valid = {*settings.routed_profiles, DISABLED}
+    valid = label_values(settings)
     key = settings.inject_key
     # Pods there never reach the webhook, whatever the label says.
     excluded = {*settings.exclude_namespaces, "kube-system", snapshot.install.namespace}
@@ -345,8 +355,8 @@ def _namespaces(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
             "namespace labels",
             f"namespace {namespace} is labeled {key}={value}, which {why}: its pods without "
             f"their own {key} annotation are {_denied(snapshot)}",
-            f"kubectl label namespace {namespace} {key}=<one of: {', '.join(sorted(valid))}> "
-            "--overwrite",
+            f"kubectl label namespace {namespace} {key}="
+            f"{nearest(value, valid) or '<one of: ' + ', '.join(valid) + '>'} --overwrite",
         )
     if labeled and all(v in valid for v in labeled.values()):
         yield Result("ok", "namespace labels", f"{len(labeled)} labeled namespace(s)")

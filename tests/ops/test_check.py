@@ -49,6 +49,7 @@ def install(
     ready: int = 2,
     args: list[str] | None = None,
     replicas: int = 2,
+    validating: tuple[str, ...] = (),
     **config: Any,
 ) -> Install:
     flags = ["--default-templates=log-shipper"] if args is None else args
@@ -84,7 +85,13 @@ def install(
         cast(
             ValidatingWebhookConfiguration,
             ValidatingWebhookConfiguration.from_dict(
-                {"metadata": {"name": "v"}, "webhooks": [entry(bundle, "templates.x.io", **config)]}
+                {
+                    "metadata": {"name": "v"},
+                    "webhooks": [
+                        entry(bundle, name, **config)
+                        for name in validating or ("templates.x.io", "namespace-labels.x.io")
+                    ],
+                }
             ),
         ),
         "sidecar-injector-templates",
@@ -115,6 +122,7 @@ def test_a_healthy_install_passes_every_check() -> None:
     assert [r.check for r in results] == [
         "webhook configuration",
         "template validation",
+        "label validation",
         "endpoints",
         "serving certificate",
         "cert-manager",
@@ -226,7 +234,13 @@ def test_a_healthy_install_passes_every_check() -> None:
             {"labeled_namespaces": {"dev": "obs"}},
             "namespace labels",
             "names no profile",
-            "--overwrite",
+            "sidecar-injector.io/inject=<one of: disabled, enabled> --overwrite",
+        ),
+        (
+            {"labeled_namespaces": {"dev": "enabeld"}},
+            "namespace labels",
+            "names no profile",
+            "kubectl label namespace dev sidecar-injector.io/inject=enabled --overwrite",
         ),
     ],
 )
@@ -253,6 +267,19 @@ def test_warnings_do_not_fail() -> None:
         c == "replicas" and "1 ready replica with failurePolicy Fail" in m
         for c, m in failures(results)
     )
+
+
+def test_a_validating_entry_turned_off_is_a_warning() -> None:
+    only_templates = install(validating=("templates.x.io",))
+    results = run_checks(snapshot(install=only_templates), NOW)
+    assert failures(results) == [
+        (
+            "label validation",
+            "namespace inject labels are not checked at kubectl time "
+            "(webhook.validateNamespaceLabels=false?)",
+        )
+    ]
+    assert {r.level for r in results} == {"ok", "warn"}
 
 
 def test_url_webhooks_need_no_endpoints_and_are_verified_for_their_host() -> None:
