@@ -357,4 +357,4 @@ def test_with_the_webhook_down_a_typo_goes_through_and_check_names_it(
     ]
     [typo] = [c for c in failed if f"namespace {name} " in c["message"]]
     assert f"is labeled {INJECT}={LABEL_TYPO}, which names no profile" in typo["message"]
-    assert typo["fix"].startswith(f"kubectl label namespace {name} {INJECT}=<one of: ")
+    assert typo["fix"] == f"kubectl label namespace {name} {INJECT}={PROFILE} --overwrite"
