@@ -1,8 +1,11 @@
-"""Building templates and catalogs from inline YAML for tests."""
+"""Building templates and catalogs from inline YAML for tests, and checking golden files."""
 
 from __future__ import annotations
 
+import os
 import textwrap
+from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 from typing import Any
 
 from injector.catalog import Catalog
@@ -32,3 +35,28 @@ def catalog(**templates: str) -> Catalog:
 
 def template(text: str, name: str = "t") -> Template:
     return catalog(**{name: text}).templates[name]
+
+
+REGENERATE = os.environ.get("REGENERATE_GOLDEN") == "1"
+
+
+def check_golden(
+    case: Path,
+    actual: Mapping[str, str],
+    inputs: Collection[str],
+    parse: Callable[[str, str], Any],
+) -> None:
+    """`case`'s golden files equal `actual` (file name → text) once both are parsed by
+    `parse(name, text)`; files that are neither inputs nor outputs fail the case as stale.
+    REGENERATE_GOLDEN=1 writes `actual` first."""
+    stale = {p.name for p in case.iterdir()} - {*inputs, *actual}
+    assert not stale, f"unexpected files in {case}: {sorted(stale)}"
+    if REGENERATE:
+        for name, text in actual.items():
+            (case / name).write_text(text)
+    for name, text in actual.items():
+        expected = case / name
+        assert expected.exists(), f"{expected} is missing; run with REGENERATE_GOLDEN=1"
+        assert parse(name, text) == parse(name, expected.read_text()), (
+            f"{expected} is stale; review the diff, then run with REGENERATE_GOLDEN=1"
+        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from injector.catalog import Catalog
 from injector.engine import Decision, decide
 from injector.loader import directory_sources, load_sources
 from injector.policy import Settings, route
+from tests.helpers import check_golden
 from tests.k8s import assert_valid
 
 ROOT = Path(__file__).parent / "golden"
@@ -25,8 +25,6 @@ CASES = sorted(p for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith
 INPUTS = {"pod.yaml", "annotations.yaml", "settings.yaml"}
 """settings.yaml: Settings fields, plus `namespace_label`, the value of the pod's namespace's
 `<prefix>/inject` label (routed as the chart's webhook entries route it)."""
-OUTPUTS = ("patch.json", "injected.yaml", "messages.yaml")
-REGENERATE = os.environ.get("REGENERATE_GOLDEN") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -99,18 +97,7 @@ def test_golden(case: Path, catalog: Catalog) -> None:
         "injected.yaml": dump_yaml(patched),
         "messages.yaml": dump_yaml(messages(decision)),
     }
-    stale = {p.name for p in case.iterdir()} - INPUTS - set(OUTPUTS)
-    assert not stale, f"unexpected files in {case}: {sorted(stale)}"
-    if REGENERATE:
-        for name, text in actual.items():
-            (case / name).write_text(text)
-    for name in OUTPUTS:
-        expected = case / name
-        assert expected.exists(), f"{expected} is missing; run with REGENERATE_GOLDEN=1"
-        loader = json.loads if name.endswith(".json") else yaml.safe_load
-        assert loader(actual[name]) == loader(expected.read_text()), (
-            f"{expected} is stale; review the diff, then run with REGENERATE_GOLDEN=1"
-        )
+    check_golden(case, actual, INPUTS, _parse)
 
 
 def test_golden_cases_cover_every_template(catalog: Catalog) -> None:
@@ -118,3 +105,7 @@ def test_golden_cases_cover_every_template(catalog: Catalog) -> None:
     for case in CASES:
         used.update(read_yaml(case / "messages.yaml")["requested"])
     assert set(catalog.templates) <= used
+
+
+def _parse(name: str, text: str) -> Any:
+    return json.loads(text) if name.endswith(".json") else yaml.safe_load(text)

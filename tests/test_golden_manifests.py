@@ -6,7 +6,6 @@ REGENERATE_GOLDEN=1, as the engine's goldens (tests/test_golden.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +13,13 @@ import pytest
 import yaml
 
 from injector.lists import is_list, objects
+from tests.helpers import check_golden
 from tests.k8s import assert_valid
 from tests.test_cli import EXAMPLES, run
 
 ROOT = Path(__file__).parent / "golden-manifests"
 CASES = sorted(p for p in ROOT.iterdir() if p.is_dir())
 INPUT = "input.yaml"
-OUTPUTS = ("output.yaml", "messages.yaml")
-REGENERATE = os.environ.get("REGENERATE_GOLDEN") == "1"
 
 
 def assert_every_object_valid(docs: list[Any]) -> None:
@@ -55,17 +53,7 @@ def test_golden_manifest(case: Path) -> None:
         "output.yaml": result.stdout,
         "messages.yaml": yaml.safe_dump(messages, sort_keys=False, width=1000),
     }
-    stale = {p.name for p in case.iterdir()} - {INPUT, *OUTPUTS}
-    assert not stale, f"unexpected files in {case}: {sorted(stale)}"
-    if REGENERATE:
-        for name, text in actual.items():
-            (case / name).write_text(text)
-    for name in OUTPUTS:
-        expected = case / name
-        assert expected.exists(), f"{expected} is missing; run with REGENERATE_GOLDEN=1"
-        assert list(yaml.safe_load_all(actual[name])) == list(
-            yaml.safe_load_all(expected.read_text())
-        ), f"{expected} is stale; review the diff, then run with REGENERATE_GOLDEN=1"
+    check_golden(case, actual, {INPUT}, lambda _, text: list(yaml.safe_load_all(text)))
 
 
 def assert_same_shape(before: Any, after: Any) -> None:
