@@ -88,6 +88,8 @@ def api_proxy(kubectl: Kubectl) -> Iterator[ApiProxy]:
     finally:
         process.terminate()
         process.wait(10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def wait_for_replicas(webhook: InClusterWebhook, count: int, timeout: float) -> None:
@@ -194,9 +196,12 @@ def cgroup_memory(kubectl: Kubectl, pod: str, container: str) -> dict[str, int]:
     return {"peak": int(peak), "limit": int(limit), "current": int(current)}
 
 
-def kubelet_config(kubectl: Kubectl, node: str) -> dict[str, Any]:
-    """The kubelet's running configuration (its /configz, through the apiserver)."""
-    found: dict[str, Any] = json.loads(kubectl.raw(f"/api/v1/nodes/{node}/proxy/configz"))[
-        "kubeletconfig"
-    ]
-    return found
+def sync_frequency(kubectl: Kubectl, node: str) -> str:
+    """The kubelet's syncFrequency from its /configz through the apiserver's node proxy, or why
+    it cannot be read (the proxy refuses a node whose address is loopback)."""
+    path = f"/api/v1/nodes/{node}/proxy/configz"
+    result = kubectl.run("get", "--raw", path, check=False)
+    if result.returncode != 0:
+        return f"unknown ({result.stderr.strip()})"
+    config: dict[str, Any] = json.loads(result.stdout)["kubeletconfig"]
+    return str(config.get("syncFrequency", "1m0s (the default)"))
