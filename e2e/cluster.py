@@ -348,6 +348,17 @@ class Cluster:
             assert time.monotonic() < deadline, "cainjector never set the caBundle"
             time.sleep(2)
 
+    def free_node(self) -> None:
+        """Delete the Pods and Deployments earlier scenarios left in the test namespaces. On a
+        real node they are scheduled, and those whose sidecar images are not there stay in
+        ErrImagePull holding their CPU requests: on a small node the next Pod that must run
+        (`helm test`'s, the node scenarios') would stay Pending with "Insufficient cpu"."""
+        for name in NAMESPACES:
+            self.kubectl.run(
+                "delete", "deployments,pods", "--all", f"--namespace={name}", "--wait=true",
+                f"--timeout={POD_TIMEOUT:.0f}s", timeout=POD_TIMEOUT + 30,
+            )  # fmt: skip
+
     def wait_for_endpoints(self) -> None:
         """Until the webhook Service's Endpoints list every replica: `helm install --wait`
         returns once the Pods are Ready, but the endpoints controller publishes them later (in

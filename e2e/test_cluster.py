@@ -156,6 +156,7 @@ def test_helm_test_passes(cluster: Cluster, cluster_target: Target) -> None:
     """The chart's own test Pod asks for an injection and checks it got it."""
     if cluster.config.external or not cluster.has_nodes():
         pytest.skip("helm test runs a Pod: it needs nodes and the in-cluster webhook")
+    cluster.free_node()
     result = cluster.helm_run("test", RELEASE, f"--namespace={NAMESPACE}", "--logs")
     assert "injected: SIDECAR_INJECTOR_HELM_TEST=" in result.stdout
 

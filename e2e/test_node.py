@@ -68,6 +68,8 @@ def node(request: pytest.FixtureRequest) -> NodeWebhook:
         )
     target: Target = request.getfixturevalue("cluster_target")
     assert isinstance(target.webhook, NodeWebhook)
+    cluster: Cluster = request.getfixturevalue("cluster")
+    cluster.free_node()
     return target.webhook
 
 
