@@ -6,10 +6,14 @@ Off unless E2E_KUBECONFIG is set. Two shapes:
 - external (E2E_WEBHOOK=external): for a bare kube-apiserver with no nodes. The service runs on
   this machine (as in local mode) and the chart is installed with `webhook.url` pointing at it
   and `webhook.caBundle` set to its CA, so the apiserver calls it over verified TLS.
+- node (E2E_WEBHOOK=node): in-cluster on a cluster with a Ready node and E2E_IMAGE on it, without
+  cert-manager: the suite's CA signs the serving Secret (made before the install) and is the
+  caBundle; the suite renews the certificate by rewriting the Secret.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import itertools
 import json
@@ -22,12 +26,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import pytest
 import yaml
 
 from e2e import tools
 from e2e.chart import NAMESPACE, RELEASE, VALUES, Release
 from e2e.local import LocalInjector, started
 from e2e.metrics import Samples
+from e2e.pki import CAIssuer, Issued
 from e2e.pods import (
     APPS,
     INJECT,
@@ -58,11 +64,15 @@ cache TTL (about a minute each by default), then the service's own 2 s."""
 EXTERNAL_HOST = "127.0.0.1"
 """The external webhook listens here: the bare apiserver must run on this machine."""
 DENIED = "denied the request"
+NODE_IMAGES = ("busybox:1.36.1",)
+"""Images node mode runs besides E2E_IMAGE: the chart's `helm test` Pod and the node scenarios'
+Pods and sidecars (e2e/values.yaml's e2e-ready-sidecar)."""
 
 
-WebhookMode = Literal["in-cluster", "external", "service"]
-"""in-cluster: the chart's Deployment; external: a process here, called at webhook.url; service:
-a process here on 127.0.0.1:<Service port>, called through the chart's own Service made an
+WebhookMode = Literal["in-cluster", "external", "service", "node"]
+"""in-cluster: the chart's Deployment; node: the chart's Deployment with the suite's own TLS
+(certManager.enabled=false) on a real kubelet; external: a process here, called at webhook.url;
+service: a process here on 127.0.0.1:<Service port>, called through the chart's own Service made an
 ExternalName for localhost (an apiserver without kube-proxy resolves it so)."""
 
 
@@ -78,7 +88,7 @@ class ClusterConfig:
     @property
     def external(self) -> bool:
         """The webhook is a process on this machine, not the chart's Deployment."""
-        return self.webhook != "in-cluster"
+        return self.webhook in ("external", "service")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ClusterConfig | None:
@@ -157,6 +167,38 @@ class Cluster:
 
     def has_nodes(self) -> bool:
         return bool(self.kubectl.get("nodes")["items"])
+
+    def ready_nodes(self) -> list[Obj]:
+        """The Nodes whose kubelet reports Ready."""
+        nodes: list[Obj] = self.kubectl.get("nodes")["items"]
+        return [node for node in nodes if is_ready(node)]
+
+    def node_unfit(self) -> str | None:
+        """Why node mode cannot run here (None: it can): no Ready Node, or E2E_IMAGE (or an image
+        the suite's Pods use) not among the images the kubelet reports. Nothing can be pulled
+        on a node without a registry, so the suite checks rather than waits for ErrImagePull."""
+        nodes = self.ready_nodes()
+        if not nodes:
+            return "node mode needs a Ready Node (the cluster has none): see e2e/README.md"
+        if not self.config.image:
+            return "node mode installs E2E_IMAGE, which is not set: see e2e/README.md"
+        for node in nodes:
+            present = {
+                name
+                for image in node.get("status", {}).get("images", [])
+                for name in image.get("names", [])
+            }
+            missing = [
+                image
+                for image in (self.config.image, *NODE_IMAGES)
+                if not ({image, f"docker.io/library/{image}", f"docker.io/{image}"} & present)
+            ]
+            if missing:
+                name = node["metadata"]["name"]
+                return (
+                    f"node {name} lacks image(s) {', '.join(missing)}: build or import them first"
+                )
+        return None
 
     def install(self, values: Mapping[str, Any], root: Path, wait: bool) -> None:
         """`helm upgrade --install` of the chart with e2e/values.yaml, then `values`."""
@@ -305,6 +347,33 @@ class Cluster:
                 return
             assert time.monotonic() < deadline, "cainjector never set the caBundle"
             time.sleep(2)
+
+    def free_node(self) -> None:
+        """Delete the Pods and Deployments earlier scenarios left in the test namespaces. On a
+        real node they are scheduled, and those whose sidecar images are not there stay in
+        ErrImagePull holding their CPU requests: on a small node the next Pod that must run
+        (`helm test`'s, the node scenarios') would stay Pending with "Insufficient cpu"."""
+        for name in NAMESPACES:
+            self.kubectl.run(
+                "delete", "deployments,pods", "--all", f"--namespace={name}", "--wait=true",
+                f"--timeout={POD_TIMEOUT:.0f}s", timeout=POD_TIMEOUT + 30,
+            )  # fmt: skip
+
+    def wait_for_endpoints(self) -> None:
+        """Until the webhook Service's Endpoints list every replica: `helm install --wait`
+        returns once the Pods are Ready, but the endpoints controller publishes them later (in
+        batches, like the 3 s a kube-proxy sees), and until then every opted-in Pod creation
+        is refused with "no endpoints available" (failurePolicy: Fail)."""
+        name = self.release.webhook["clientConfig"]["service"]["name"]
+        replicas = only(self.release.docs, "Deployment")["spec"]["replicas"]
+        deadline = time.monotonic() + POD_TIMEOUT
+        while True:
+            endpoints = self.kubectl.get("endpoints", name, f"--namespace={NAMESPACE}")
+            subsets = endpoints.get("subsets") or []
+            if sum(len(s.get("addresses", [])) for s in subsets) >= replicas:
+                return
+            assert time.monotonic() < deadline, f"{name} has no endpoints: {subsets}"
+            time.sleep(0.5)
 
     def route_service_to_localhost(self) -> None:
         """Make the chart's Service an ExternalName for localhost: with no kube-proxy, the
@@ -575,10 +644,12 @@ class InClusterWebhook:
             time.sleep(2)
 
     def metrics(self) -> Samples:
-        return Samples.combine(Samples.parse(self._ops(pod, "/metrics")) for pod in self._pods())
+        return Samples.combine(
+            Samples.parse(self.ops(pod, "/metrics")) for pod in self.ready_pods()
+        )
 
     def debug_templates(self) -> list[dict[str, Any]]:
-        return [json.loads(self._ops(pod, "/debug/templates")) for pod in self._pods()]
+        return [json.loads(self.ops(pod, "/debug/templates")) for pod in self.ready_pods()]
 
     def _configmap(self) -> Obj:
         name = self.release.templates_configmap["metadata"]["name"]
@@ -591,25 +662,74 @@ class InClusterWebhook:
         )
         return secret
 
-    def _pods(self) -> list[str]:
-        """The webhook's ready pods."""
+    def all_pods(self) -> list[Obj]:
+        """The webhook's Pods whatever their state (starting, terminating), oldest first."""
         labels = only(self.release.docs, "Deployment")["spec"]["selector"]["matchLabels"]
         selector = ",".join(f"{key}={value}" for key, value in labels.items())
         pods = self.kubectl.get("pods", f"--namespace={NAMESPACE}", f"--selector={selector}")
-        ready = [
-            pod["metadata"]["name"]
-            for pod in pods["items"]
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in pod.get("status", {}).get("conditions", [])
-            )
-        ]
+        found: list[Obj] = pods["items"]
+        return sorted(found, key=lambda pod: pod["metadata"]["creationTimestamp"])
+
+    def ready_pods(self) -> list[str]:
+        """The webhook's ready pods."""
+        ready = [pod["metadata"]["name"] for pod in self.all_pods() if is_ready(pod)]
         assert ready, "no webhook pod is ready"
         return ready
 
-    def _ops(self, pod: str, path: str) -> str:
+    def ops(self, pod: str, path: str) -> str:
+        """GET `path` of one webhook Pod's ops port, through the apiserver's pod proxy."""
         port = self.release.args["--metrics-port"]
         return self.kubectl.raw(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}:{port}/proxy{path}")
+
+
+def is_ready(obj: Obj) -> bool:
+    """The object's Ready condition is True (a Pod's or a Node's, as the kubelet reports)."""
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in obj.get("status", {}).get("conditions", [])
+    )
+
+
+class NodeWebhook(InClusterWebhook):
+    """The chart's Deployment on a real node, serving the suite's certificate: renewed as
+    cert-manager renews it (a new key and leaf from the same CA written into the Secret), the
+    kubelet then updates the mounted volume."""
+
+    def __init__(self, kubectl: Kubectl, release: Release, ca: CAIssuer) -> None:
+        super().__init__(kubectl, release)
+        self.ca = ca
+
+    def write_secret(self) -> Issued:
+        """A new serving certificate into the chart's Secret (created or replaced)."""
+        issued = self.ca.issue(self.release.serving_certificate["spec"])
+        self.kubectl.apply(tls_secret(self.release, issued))
+        return issued
+
+    def renew_certificate(self) -> None:
+        self.write_secret()
+
+
+def tls_secret(release: Release, issued: Issued) -> Obj:
+    """The serving Secret as cert-manager writes it (type kubernetes.io/tls; tls.crt, tls.key,
+    ca.crt), which `tls.existingSecret` names."""
+    data = {key: base64.b64encode(value.encode()).decode() for key, value in issued.secret.items()}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": {"name": release.tls_secret_name, "namespace": NAMESPACE},
+        "data": data,
+    }
+
+
+def node_values(image: str, ca_bundle: bytes, release: Release) -> dict[str, Any]:
+    """Node mode's values: E2E_IMAGE, no cert-manager, the suite's Secret and CA."""
+    return {
+        **image_values(image),
+        "certManager": {"enabled": False},
+        "tls": {"existingSecret": release.tls_secret_name},
+        "webhook": {"caBundle": ca_bundle.decode()},
+    }
 
 
 def image_values(image: str) -> dict[str, Any]:
@@ -645,6 +765,10 @@ def connect(config: ClusterConfig, helm: Helm, release: Release) -> Iterator[Clu
     removed afterwards."""
     kubectl = Kubectl(tools.kubectl(), config.kubeconfig)
     found = Cluster(config, kubectl, helm, release)
+    if config.webhook == "node":
+        unfit = found.node_unfit()
+        if unfit:
+            pytest.skip(unfit)
     try:
         found.create_namespaces()
         found.controllers = found.probe_controllers()
@@ -676,9 +800,24 @@ def install_target(found: Cluster, root: Path) -> Iterator[Target]:
             if not url:
                 found.route_service_to_localhost()
             webhook: LocalInjector | InClusterWebhook = injector
+        elif found.config.webhook == "node":
+            # The Secret must exist before the install: the Pods mount it.
+            found.kubectl.apply(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+            )
+            node = NodeWebhook(
+                found.kubectl, found.release, CAIssuer(found.release.ca_certificate["spec"])
+            )
+            node.write_secret()
+            found.install(
+                node_values(found.config.image, node.ca.bundle, found.release), root, wait=True
+            )
+            found.wait_for_endpoints()
+            webhook = node
         else:
             found.install(image_values(found.config.image), root, wait=True)
             found.wait_for_ca_bundle()
+            found.wait_for_endpoints()
             webhook = InClusterWebhook(found.kubectl, found.release)
         apiserver = ClusterApiserver(
             found.kubectl,

@@ -14,6 +14,7 @@ from e2e import tools
 from e2e.chart import Release, render
 from e2e.cluster import Cluster, ClusterConfig, connect, install_target
 from e2e.local import LocalInjector, started
+from e2e.node import FIGURES
 from e2e.target import Target
 from tests.chart.helm import Helm
 
@@ -67,3 +68,12 @@ def target(request: pytest.FixtureRequest) -> Target:
     """Each scenario against the local process and against the cluster."""
     found: Target = request.getfixturevalue(f"{request.param}_target")
     return found
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The node scenarios' measured figures (start order, Job, reload times, memory under
+    the burst, refused creations per disruption), where they ran."""
+    if FIGURES:
+        terminalreporter.section("node mode figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
