@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 import orjson
@@ -64,17 +64,22 @@ def _add_check(commands: Commands) -> None:
 def _add_outdated(commands: Commands) -> None:
     outdated = commands.add_parser(
         "outdated",
-        help="pods running an older version of a template than the ConfigMap holds",
-        description="Pods whose status annotation records a template digest that differs from "
-        "the templates ConfigMap's now (or a template that is gone), grouped by workload, with "
-        "the command that replaces them. Read-only; pods are listed in pages.",
+        help="pods that run an old template, lack one they asked for, or will be refused",
+        description="Every opted-in pod judged with the webhook's own decision, per template: "
+        "current, outdated (another digest or sidecar placement), removed, missed (the webhook "
+        "would inject it now, the pod lacks it) or blocked (the webhook would refuse the pod "
+        "now), grouped by workload with the fix; a restart is suggested only once the "
+        "webhook's replicas serve the ConfigMap's version. Read-only; pods are read as "
+        "metadata, in pages.",
     )
     _cluster_flags(outdated)
     where = outdated.add_mutually_exclusive_group()
     where.add_argument("-n", "--namespace", help="the pods' namespace (default: the context's)")
     where.add_argument("-A", "--all-namespaces", action="store_true")
     outdated.add_argument(
-        "--exit-code", action="store_true", help="exit 1 when any pod is outdated"
+        "--exit-code",
+        action="store_true",
+        help="exit 1 when any pod is outdated, removed, missed or blocked",
     )
     outdated.set_defaults(handler=run_outdated)
 
@@ -170,32 +175,57 @@ def run_check(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
 
 def run_outdated(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
     def body() -> int:
-        from injector.ops.install import catalog_of  # noqa: PLC0415
-        from injector.ops.outdated import (  # noqa: PLC0415
-            ALL_NAMESPACES,
-            PARENTS,
-            parents,
-            report,
-            scan,
-        )
-
-        client = _client(args)
-        install = _install(client, args)
-        catalog = catalog_of(client, install)
-        namespace = ALL_NAMESPACES if args.all_namespaces else args.namespace or client.namespace
-        status_key = install.config.settings.status_key
-        pods = list(scan(client, namespace, status_key))
-        kinds = {p.owner[0] for p in pods if p.owner and p.status is not None} & PARENTS.keys()
-        owners = parents(client, namespace, kinds) if kinds else {}
-        current = catalog.digests
-        found = report(pods, owners, current, catalog.broken)
+        found = _outdated_report(args)
         if args.output == "json":
             _json(stdout, found.to_json())
         else:
             _outdated_table(found, stdout)
-        return 1 if args.exit_code and found.outdated_pods else 0
+        return 1 if args.exit_code and found.problem_pods else 0
 
     return _guarded("outdated", body)
+
+
+def _outdated_report(args: argparse.Namespace) -> Report:
+    import dataclasses  # noqa: PLC0415
+
+    from injector.fleet import Fleet  # noqa: PLC0415
+    from injector.ops.install import catalog_of  # noqa: PLC0415
+    from injector.ops.outdated import (  # noqa: PLC0415
+        ALL_NAMESPACES,
+        PARENTS,
+        namespace_labels,
+        parents,
+        report,
+        scan,
+        served,
+    )
+    from injector.ops.selectors import selected  # noqa: PLC0415
+
+    client = _client(args)
+    install = _install(client, args)
+    catalog = catalog_of(client, install)
+    namespace = ALL_NAMESPACES if args.all_namespaces else args.namespace or client.namespace
+    settings = install.config.settings
+    # The chart's entries never send the release namespace's pods, whatever the service's
+    # own list says.
+    excluded = settings.exclude_namespaces | {install.namespace}
+    fleet = Fleet(catalog, dataclasses.replace(settings, exclude_namespaces=excluded))
+    labels = namespace_labels(client, namespace)
+    key = settings.inject_key
+    entries = [w.to_dict() for w in install.mutating.webhooks or ()] if install.mutating else []
+
+    def sent(pod_namespace: str, pod_labels: Mapping[str, str]) -> bool:
+        return selected(entries, pod_namespace, labels.get(pod_namespace, {}), pod_labels)
+
+    pods = list(scan(client, namespace, fleet, lambda ns: labels.get(ns, {}).get(key), sent))
+    kinds = {p.owner[0] for p in pods if p.owner and p.audit.problems} & PARENTS.keys()
+    owners = parents(client, namespace, kinds) if kinds else {}
+    selector = install.deployment.spec.selector.matchLabels if install.deployment.spec else None
+    url_mode = bool(entries) and all((e.get("clientConfig") or {}).get("url") for e in entries)
+    replicas = served(
+        client, install.namespace, selector or {}, install.config.metrics_port, url_mode
+    )
+    return report(pods, owners, catalog.broken, replicas, catalog.digests)
 
 
 def _outdated_table(found: Report, stdout: TextIO) -> None:
@@ -204,25 +234,51 @@ def _outdated_table(found: Report, stdout: TextIO) -> None:
             w.kind,
             w.namespace,
             w.name,
-            str(len(w.pods)),
+            state,
+            str(count),
             ", ".join(
-                sorted({f"{s.template} ({s.reason})" for pods in w.pods.values() for s in pods})
+                sorted(
+                    {
+                        f.template or "(the pod)"
+                        for pods in w.pods.values()
+                        for f in pods
+                        if f.state == state
+                    }
+                )
             ),
-            w.command,
+            found.fix(w),
         )
         for w in found.workloads
+        for state, count in w.states().items()
+        if count
     ]
     if rows:
-        _table(("KIND", "NAMESPACE", "NAME", "PODS", "TEMPLATES", "TO REPLACE THEM"), rows, stdout)
+        header = ("KIND", "NAMESPACE", "NAME", "STATE", "PODS", "TEMPLATES", "TO FIX")
+        _table(header, rows, stdout)
     for template in found.broken:
         print(
-            f"note: template {template!r} fails to load now; its pods are not counted as outdated",
+            f"note: template {template!r} fails to load now; its pods are not counted",
+            file=sys.stderr,
+        )
+    if found.served.unknown is not None:
+        print(
+            f"note: the version the webhook serves is unknown ({found.served.unknown}); a "
+            "restart gets whatever its replicas serve, which may not be the ConfigMap's yet",
+            file=sys.stderr,
+        )
+    for template, what in sorted(found.behind.items()):
+        print(
+            f"note: the webhook does not serve the ConfigMap's {template!r} yet ({what}); "
+            "wait (the kubelet delivers ConfigMap edits within about a minute) before "
+            "restarting pods for it",
             file=sys.stderr,
         )
     for namespace, pod, error in found.errors:
         print(f"error: pod {namespace}/{pod}: {error}", file=sys.stderr)
+    counts = ", ".join(f"{n} {s}" for s, n in found.counts.items() if s != "current")
     print(
-        f"{found.outdated_pods} of {found.scanned} pod(s) run an outdated template",
+        f"{found.problem_pods} of {found.scanned} pod(s) need attention ({counts}; "
+        f"{found.counts['current']} current, {found.skipped} not opted in or not sent)",
         file=sys.stderr,
     )
 
@@ -297,7 +353,8 @@ def _explain_online(args: argparse.Namespace) -> list[Explanation]:
     with reading(client, f"get pod {args.pod} in namespace {namespace}"):
         pod = client.get(Pod, args.pod, namespace=namespace).to_dict()
     owner = _workload(client, pod, namespace)
-    return [explain(f"Pod {namespace}/{args.pod}", pod, namespace, world(namespace), owner)]
+    target = f"Pod {namespace}/{args.pod}"
+    return [explain(target, pod, namespace, world(namespace), owner, live=True)]
 
 
 def _workload(client: Client, pod: Obj, namespace: str) -> Obj | None:

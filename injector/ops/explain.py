@@ -14,9 +14,9 @@ import orjson
 from injector.catalog import Catalog
 from injector.engine import decide, shape_problem
 from injector.errors import ErrorReason
+from injector.fleet import Fleet, PodMeta, read_status
 from injector.near import nearest
-from injector.ops.outdated import stale
-from injector.ops.selectors import matches, opted_out
+from injector.ops.selectors import opted_out, selected
 from injector.policy import (
     DISABLED,
     Settings,
@@ -57,6 +57,9 @@ class Explanation:
     fix: str = ""
     hints: list[str] = field(default_factory=list)
     outdated: list[str] = field(default_factory=list)
+    states: list[dict[str, str | None]] = field(default_factory=list)
+    """Each template's fleet state (injector.fleet): current, outdated, removed, missed,
+    blocked."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -67,6 +70,7 @@ class Explanation:
             "fix": self.fix,
             "hints": self.hints,
             "outdated": self.outdated,
+            "states": self.states,
         }
 
     def lines(self) -> list[str]:
@@ -74,7 +78,11 @@ class Explanation:
         out = [f"{self.target}: {verdict}", f"  why: {self.message}"]
         if self.fix:
             out.append(f"  fix: {self.fix}")
-        out += [f"  outdated: {o}" for o in self.outdated]
+        out += [
+            f"  {s['state']}: {s['template'] or 'the pod'}: {s['reason']}"
+            for s in self.states
+            if s["state"] != "current"
+        ]
         out += [f"  hint: {h}" for h in self.hints]
         return out
 
@@ -92,14 +100,25 @@ class World:
 
 
 def explain(
-    target: str, pod: Obj, namespace: str, world: World, owner: Obj | None = None
+    target: str,
+    pod: Obj,
+    namespace: str,
+    world: World,
+    owner: Obj | None = None,
+    *,
+    live: bool = False,
 ) -> Explanation:
     """Why `pod` (created in `namespace`) is or is not injected; `owner` is the workload a pod
-    template comes from, whose own annotations may hold a misplaced opt-in."""
+    template comes from, whose own annotations may hold a misplaced opt-in. A `live` pod (one
+    that exists) also gets its fleet states: missed and blocked name what its next restart
+    gets."""
     problem = _manifest_problem(pod)
     if problem is not None:
         return Explanation(target, False, "invalid_pod", problem, FIXES["invalid_pod"])
     found = _decide(target, pod, namespace, world)
+    annotations = pod["metadata"].get("annotations") or {}
+    if live or world.settings.status_key in annotations:
+        _with_states(found, pod, namespace, world)
     found.hints = hints(pod, world, owner)
     return found
 
@@ -199,35 +218,51 @@ def _decide(target: str, pod: Obj, namespace: str, world: World) -> Explanation:
 
 
 def _injected(target: str, status: str, world: World) -> Explanation:
-    found = stale(status, world.catalog.digests, world.catalog.broken)
-    if isinstance(found, str):
-        return Explanation(target, True, "injected", f"injected, but {found}")
-    outdated = [
-        f"{s.template}: the template {'was removed' if s.reason == 'removed' else 'changed'} "
-        "since; recreate the pod (kubectl rollout restart for a workload)"
-        for s in found
+    recorded = read_status(status)
+    if isinstance(recorded, str):
+        return Explanation(target, True, "injected", f"injected, but {recorded}")
+    names = ", ".join(name for name, _ in recorded.templates)
+    profile = orjson.loads(status).get("profile")
+    by = f" (profile {profile})" if profile else ""
+    return Explanation(target, True, "injected", f"injected with {names}{by}")
+
+
+def _with_states(found: Explanation, pod: Obj, namespace: str, world: World) -> None:
+    """The pod's fleet states (`injector.fleet`, as `outdated` judges them): a live pod the
+    webhook would inject now but that runs without it is `missed`, not injected."""
+    metadata = pod.get("metadata") or {}
+    meta = PodMeta(
+        namespace,
+        str(metadata.get("name") or ""),
+        metadata.get("generateName"),
+        metadata.get("labels") or {},
+        metadata.get("annotations") or {},
+    )
+    label = world.namespace_labels.get(world.settings.inject_key)
+    audit = Fleet(world.catalog, world.settings).audit(meta, label)
+    found.states = [
+        {"template": f.template, "state": f.state, "reason": f.reason} for f in audit.findings
     ]
-    record = orjson.loads(status)
-    names = ", ".join(t["name"] for t in record["templates"])
-    by = f" (profile {record['profile']})" if record.get("profile") else ""
-    current_note = "" if outdated else ", all current"
-    message = f"injected with {names}{by}{current_note}"
-    return Explanation(target, True, "injected", message, "", [], outdated)
+    found.outdated = [
+        f"{f.template}: {f.state}: {f.reason}; recreate the pod (kubectl rollout restart for a "
+        "workload)"
+        for f in audit.findings
+        if f.state in ("outdated", "removed")
+    ]
+    injected = world.settings.status_key in meta.annotations
+    if injected and audit.findings and all(f.state == "current" for f in audit.findings):
+        found.message += ", all current"
+    missed = [f for f in audit.findings if f.state == "missed"]
+    if missed and not injected and found.injected:
+        found.injected = False
+        found.reason = "missed"
+        found.message = "; ".join(f.reason for f in missed)
+        found.fix = "recreate the pod: kubectl rollout restart for a workload, else delete it"
 
 
 def _selected(pod: Obj, namespace: str, world: World) -> bool:
-    """Whether some application entry of the webhook configuration selects the pod's
-    namespace and the pod itself (offline: assumed)."""
-    if world.entries is None:
-        return True
-    labels = {**world.namespace_labels, "kubernetes.io/metadata.name": namespace}
     pod_labels = pod.get("metadata", {}).get("labels") or {}
-    return any(
-        matches(entry.get("namespaceSelector"), labels)
-        and matches(entry.get("objectSelector"), pod_labels)
-        for entry in world.entries
-        if not str(entry.get("name", "")).startswith("helm-test.")
-    )
+    return selected(world.entries, namespace, world.namespace_labels, pod_labels)
 
 
 def hints(pod: Obj, world: World, owner: Obj | None = None) -> list[str]:

@@ -11,9 +11,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import httpx2
+import orjson
 import yaml
 from lightkube import Client, KubeConfig
 from lightkube.core.exceptions import ApiError, ConfigError
+from lightkube.core.resource import (
+    ApiInfo,
+    NamespacedSubResource,
+    Resource,
+    ResourceDef,
+)
 
 REQUEST_TIMEOUT = 30.0
 PAGE = 500
@@ -117,3 +124,56 @@ def _api_error(exc: ApiError, what: str) -> NoReturn:
             code,
         ) from None
     raise AccessError(f"cannot {what}: {exc.status.message or exc}", code) from None
+
+
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+"""The Accept header that makes the API server list objects' metadata only."""
+
+
+def list_metadata(
+    client: Client, kind: type[Resource], namespace: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """The `metadata` of every object of `kind` (namespace "*": all), as plain JSON, read as a
+    PartialObjectMetadataList in pages of PAGE (limit/continue): no spec, no status. lightkube
+    (1.0) has no metadata-only list, so its generic client builds each request (URL, auth, TLS,
+    timeout) and only the Accept header is ours; the JSON is decoded with orjson, not into
+    models, which over 20,000 pods is most of the cost. Wrap calls in `reading`."""
+    generic = client._client
+    params: dict[str, Any] = {"limit": PAGE}
+    while True:
+        request = generic.prepare_request(
+            "list", kind, namespace=namespace, params=params, headers={"Accept": METADATA_LIST}
+        )
+        response = generic.send(generic.build_adapter_request(request))
+        generic.raise_for_status(response)  # type: ignore[no-untyped-call]  # ApiError
+        page = orjson.loads(response.content)
+        for item in page.get("items") or ():
+            yield item.get("metadata") or {}
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return
+        params = {"limit": PAGE, "continue": token}
+
+
+class PodProxy(NamespacedSubResource):
+    """`pods/<name>:<port>/proxy`: GET through the API server to a pod's port (lightkube has
+    no class for this subresource)."""
+
+    _api_info = ApiInfo(
+        resource=ResourceDef("", "v1", "Pod"),
+        parent=ResourceDef("", "v1", "Pod"),
+        plural="pods",
+        verbs=["get"],
+        action="proxy",
+    )
+
+
+def proxy_get(client: Client, namespace: str, pod: str, port: int, path: str) -> bytes:
+    """GET `path` on `pod`'s `port` through the API server's pods/proxy subresource (the RBAC
+    verb: get pods/proxy). Wrap calls in `reading`."""
+    generic = client._client
+    request = generic.prepare_request("get", PodProxy, name=f"{pod}:{port}", namespace=namespace)
+    request.url = f"{request.url}/{path.lstrip('/')}"
+    response = generic.send(generic.build_adapter_request(request))
+    generic.raise_for_status(response)  # type: ignore[no-untyped-call]  # ApiError
+    return bytes(response.content)

@@ -3,7 +3,7 @@ to say which webhook entry (if any) a pod meets."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from injector.types import JSON
 
@@ -35,3 +35,22 @@ def opted_out(value: str) -> bool:
     """The chart's matchConditions: an annotation of "false" or "" (any case, surrounding
     spaces ignored) keeps a pod away from the webhook."""
     return value.strip().lower() in ("", "false")
+
+
+def selected(
+    entries: Sequence[Mapping[str, JSON]] | None,
+    namespace: str,
+    namespace_labels: Mapping[str, str],
+    pod_labels: Mapping[str, str],
+) -> bool:
+    """Whether some application entry of the webhook configuration (the chart's helm-test
+    entry aside) selects the pod's namespace and the pod itself; None (offline): assumed."""
+    if entries is None:
+        return True
+    labels = {**namespace_labels, "kubernetes.io/metadata.name": namespace}
+    return any(
+        matches(entry.get("namespaceSelector"), labels)
+        and matches(entry.get("objectSelector"), pod_labels)
+        for entry in entries
+        if not str(entry.get("name", "")).startswith("helm-test.")
+    )

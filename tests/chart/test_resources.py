@@ -246,3 +246,28 @@ def test_helm_test_pod_is_injected_by_the_offline_cli(
     [check] = yaml.safe_load(result.stdout)["spec"]["containers"]
     env = {e["name"]: e["value"] for e in check["env"]}
     assert env["SIDECAR_INJECTOR_HELM_TEST"] == env["EXPECTED"]
+
+
+def test_reader_roles_only_read_and_reach_the_replicas_through_the_proxy(
+    default_docs: list[Manifest],
+) -> None:
+    cluster = named(default_docs, "ClusterRole", f"{RELEASE}-reader")
+    role = named(default_docs, "Role", f"{RELEASE}-reader")
+    for rules in (cluster["rules"], role["rules"]):
+        assert all(set(r["verbs"]) <= {"get", "list"} for r in rules)
+    granted = {
+        (resource, verb)
+        for rule in cluster["rules"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    # outdated: pods and namespaces as metadata, the owners of ReplicaSets and Jobs
+    assert {
+        ("pods", "list"),
+        ("namespaces", "list"),
+        ("replicasets", "list"),
+        ("jobs", "list"),
+    } <= granted
+    proxy = [r for r in role["rules"] if "pods/proxy" in r["resources"]]
+    assert proxy == [{"apiGroups": [""], "resources": ["pods/proxy"], "verbs": ["get"]}]
+    assert not any("pods/proxy" in r["resources"] for r in cluster["rules"])

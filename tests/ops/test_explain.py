@@ -114,10 +114,29 @@ def test_an_injected_pod_says_whether_it_is_outdated() -> None:
     )
     assert current.injected and current.message == "injected with shipper, all current"
     old = status_of([template], native=False).replace(template.digest, "0000000000000000")
-    stale = explain("Pod web", pod({"sidecar-injector.io/status": old}), "shop", world())
-    assert stale.injected and stale.outdated == [
-        "shipper: the template changed since; recreate the pod (kubectl rollout restart for a workload)"
+    stale = explain(
+        "Pod web", pod({KEY: "shipper", "sidecar-injector.io/status": old}), "shop", world()
+    )
+    assert stale.injected and stale.states[0]["state"] == "outdated"
+    assert stale.outdated == [
+        f"shipper: outdated: runs version 0000000000000000 of template 'shipper'; the templates hold {template.digest}; recreate the pod (kubectl rollout restart for a workload)"
     ]
+    assert "  outdated: shipper: runs version 0000000000000000" in "\n".join(stale.lines())
+
+
+def test_a_live_pod_without_its_sidecar_is_missed_and_a_refused_one_blocked() -> None:
+    missed = explain("Pod web", pod({KEY: "shipper"}), "shop", world(), live=True)
+    assert (missed.injected, missed.reason) == (False, "missed")
+    assert missed.message.startswith(
+        "the webhook would inject 'shipper' now, but the pod runs without it"
+    )
+    assert missed.fix.startswith("recreate the pod")
+    # the same manifest, not created yet: would be injected
+    assert explain("Pod web", pod({KEY: "shipper"}), "shop", world()).injected
+    blocked = explain("Pod web", pod({KEY: "nope"}), "shop", world(), live=True)
+    assert (blocked.injected, blocked.reason) == (False, "template_not_found")
+    assert [s["state"] for s in blocked.states] == ["blocked"]
+    assert "  blocked: nope: template 'nope' not found" in "\n".join(blocked.lines())
 
 
 def test_offline_there_is_no_webhook_configuration_to_consult() -> None:
