@@ -64,17 +64,22 @@ def _add_check(commands: Commands) -> None:
 def _add_outdated(commands: Commands) -> None:
     outdated = commands.add_parser(
         "outdated",
-        help="pods running an older version of a template than the ConfigMap holds",
-        description="Pods whose status annotation records a template digest that differs from "
-        "the templates ConfigMap's now (or a template that is gone), grouped by workload, with "
-        "the command that replaces them. Read-only; pods are listed in pages.",
+        help="pods that run an old template, lack one they asked for, or will be refused",
+        description="Every opted-in pod judged with the webhook's own decision, per template: "
+        "current, outdated (another digest or sidecar placement), removed, missed (the webhook "
+        "would inject it now, the pod lacks it) or blocked (the webhook would refuse the pod "
+        "now), grouped by workload with the fix; a restart is suggested only once the "
+        "webhook's replicas serve the ConfigMap's version. Read-only; pods are read as "
+        "metadata, in pages.",
     )
     _cluster_flags(outdated)
     where = outdated.add_mutually_exclusive_group()
     where.add_argument("-n", "--namespace", help="the pods' namespace (default: the context's)")
     where.add_argument("-A", "--all-namespaces", action="store_true")
     outdated.add_argument(
-        "--exit-code", action="store_true", help="exit 1 when any pod is outdated"
+        "--exit-code",
+        action="store_true",
+        help="exit 1 when any pod is outdated, removed, missed or blocked",
     )
     outdated.set_defaults(handler=run_outdated)
 
