@@ -13,6 +13,7 @@ from typing import TextIO
 import yaml
 
 from injector import __version__, offline
+from injector.audit import main as audit_main
 from injector.lists import ListError
 from injector.loader import LoadResult, directory_sources, file_groups, load_sources
 from injector.manifests import inject_all, objects_help
@@ -52,6 +53,7 @@ def build_parser(prog: str = "sidecar-injector") -> argparse.ArgumentParser:
     _add_inject(commands)
     _add_validate(commands)
     ops_commands.add(commands)
+    audit_main.add(commands)
     return parser
 
 

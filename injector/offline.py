@@ -43,9 +43,12 @@ def checked(parse: Callable[[str], T]) -> Callable[[str], T]:
     return check
 
 
-def add_arguments(parser: argparse.ArgumentParser, templates_dir: str | None) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser, templates_dir: str | None, namespace_label: bool = True
+) -> None:
     """--templates-dir (default `templates_dir`), --annotation-prefix, --default-templates,
-    --profile, --native-sidecars and --namespace-label."""
+    --profile, --native-sidecars, --exclude-namespaces and (unless `namespace_label` is
+    false: commands that read the real labels) --namespace-label."""
     parser.add_argument(
         "--templates-dir",
         default=templates_dir,
@@ -88,6 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser, templates_dir: str | None) ->
         help="namespaces that are never injected, as for serve (CSV; default: "
         f"{','.join(sorted(DEFAULT_EXCLUDED))})",
     )
+    if not namespace_label:
+        return
     parser.add_argument(
         "--namespace-label",
         metavar="VALUE",

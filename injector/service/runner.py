@@ -47,7 +47,7 @@ class StartupError(Exception):
     """Something the service needs is missing or broken: exit 1 with this message."""
 
 
-class _Server(uvicorn.Server):
+class QuietServer(uvicorn.Server):
     """A uvicorn server that leaves signals alone: two servers would overwrite each other's
     handlers, so `Service` owns SIGTERM/SIGINT and drives both."""
 
@@ -90,7 +90,7 @@ class Service:
         watchers = (Watcher(templates, files), Watcher(certificate, tls.pair))
         return cls(config, state, metrics, registry, tls, watchers)
 
-    def servers(self) -> tuple[_Server, _Server]:
+    def servers(self) -> tuple[QuietServer, QuietServer]:
         config = self.config
         common = {
             "http": "httptools",
@@ -108,7 +108,7 @@ class Service:
             **(common | {"http": CoalescingHttpToolsProtocol}),  # type: ignore[arg-type]
         )
         ops = uvicorn.Config(ops_app(self.state, self.registry), **common)  # type: ignore[arg-type]
-        return _Server(webhook), _Server(ops)
+        return QuietServer(webhook), QuietServer(ops)
 
     async def serve(self, webhook_socket: socket.socket, ops_socket: socket.socket) -> int:
         """Serve until SIGTERM/SIGINT, drain, stop both servers; the exit code."""
@@ -152,7 +152,7 @@ class Service:
             await asyncio.wait_for(force.wait(), timeout=delay)
 
 
-async def _stop(server: _Server) -> None:
+async def _stop(server: QuietServer) -> None:
     """Stop one server: uvicorn closes its listeners, lets in-flight requests finish (bounded by
     --graceful-timeout) and closes idle connections, then waits until every connection is gone.
     Closing a TLS connection waits for the client's close_notify, which an idle client that is
@@ -170,7 +170,7 @@ async def _stop(server: _Server) -> None:
     server.force_exit = True
 
 
-def _on_signal(stop: asyncio.Event, force: asyncio.Event, servers: tuple[_Server, ...]) -> None:
+def _on_signal(stop: asyncio.Event, force: asyncio.Event, servers: tuple[QuietServer, ...]) -> None:
     if not stop.is_set():
         stop.set()
         return

@@ -1,0 +1,181 @@
+"""`sidecar-injector audit`, the real process: without a reachable cluster it stays alive and
+not ready and says why; on a real API server (cluster mode) its gauges follow pods created
+without their sidecar, a namespace relabeled and pods deleted, within seconds; SIGTERM stops it
+cleanly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from e2e.chart import Release
+from e2e.cluster import Cluster
+from e2e.pods import bare
+from e2e.tools import COMMAND
+
+SETTINGS_FLAGS = ("annotation-prefix", "default-templates", "exclude-namespaces", "native-sidecars")
+"""The webhook's flags the audit takes too (plus every --profile): it decides as the webhook."""
+PREFIX = "audit.e2e.sidecar-injector.io"
+"""The audit's own prefix here: Pods that carry it never reach the webhook (the chart sends only
+those with its prefix), so they are created without their sidecar whatever else is installed."""
+DEADLINE = 30.0
+"""The issue's bound: a pod without its sidecar shows in the gauges within 30 s."""
+
+
+class Audit:
+    """One audit process on 127.0.0.1 with a free metrics port, its log kept."""
+
+    def __init__(self, process: subprocess.Popen[str], log: Path) -> None:
+        self.process = process
+        self.log = log
+        self.url = f"http://127.0.0.1:{self._port()}"
+
+    def _port(self) -> int:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for line in self.lines():
+                if line.get("event") == "listening":
+                    return int(line["metrics_port"])
+            assert self.process.poll() is None, self.log.read_text()
+            time.sleep(0.1)
+        raise AssertionError(f"no listening line: {self.log.read_text()}")
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(x) for x in self.log.read_text().splitlines() if x.startswith("{")]
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=5)
+
+    def pods(self) -> dict[tuple[str, str, str], float]:
+        families = text_string_to_metric_families(self.get("/metrics").text)
+        return {
+            (s.labels["namespace"], s.labels["template"], s.labels["state"]): s.value
+            for family in families
+            if family.name == "sidecar_injector_audit_pods"
+            for s in family.samples
+        }
+
+    def until(self, wanted: dict[tuple[str, str, str], float], namespace: str) -> float:
+        """Seconds until the namespace's series are exactly `wanted` (zeros aside)."""
+        started = time.monotonic()
+        while True:
+            found = {k: v for k, v in self.pods().items() if k[0] == namespace and v}
+            if found == wanted:
+                return time.monotonic() - started
+            assert time.monotonic() - started < DEADLINE, (found, wanted)
+            time.sleep(0.2)
+
+
+@contextmanager
+def audit(tmp_path: Path, kubeconfig: Path, *flags: str) -> Iterator[Audit]:
+    log = tmp_path / "audit.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [COMMAND, "audit", "--host=127.0.0.1", "--metrics-port=0",
+             f"--kubeconfig={kubeconfig}", *flags],
+            stdout=out, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    try:
+        yield Audit(process, log)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def stop(found: Audit) -> int:
+    found.process.send_signal(signal.SIGTERM)
+    return found.process.wait(10)
+
+
+def test_without_a_reachable_cluster_it_is_alive_not_ready(
+    tmp_path: Path, release: Release
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "x",
+            "clusters": [{"name": "x", "cluster": {"server": "https://127.0.0.1:9"}}],
+            "users": [{"name": "x", "user": {"token": "t"}}],
+            "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
+        })
+    )  # fmt: skip
+    templates = release.templates_dir(tmp_path / "templates")
+    with audit(tmp_path, kubeconfig, f"--templates-dir={templates}") as found:
+        assert found.get("/healthz").status_code == 200
+        ready = found.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["synced"] is False
+        deadline = time.monotonic() + 10
+        while not any(line.get("event") == "watch_failed" for line in found.lines()):
+            assert time.monotonic() < deadline, found.log.read_text()
+            time.sleep(0.2)
+        assert found.pods() == {}
+        assert stop(found) == 0
+    assert "Traceback" not in found.log.read_text()
+
+
+def _settings(release: Release) -> list[str]:
+    args = {**release.args, "annotation-prefix": PREFIX}
+    flags = [f"--{name}={args[name]}" for name in SETTINGS_FLAGS if name in args]
+    profiles = [a for a in release.container["args"] if a.startswith("--profile=")]
+    return [*flags, *profiles]
+
+
+def _pod(name: str, namespace: str, inject: str | None) -> dict[str, Any]:
+    pod = bare(name, None)
+    pod["metadata"] = {
+        "name": name,
+        "namespace": namespace,
+        "annotations": {f"{PREFIX}/inject": inject} if inject else {},
+    }
+    return pod
+
+
+def test_the_gauges_follow_the_fleet(cluster: Cluster, tmp_path: Path) -> None:
+    release = cluster.release
+    templates = release.templates_dir(tmp_path / "templates")
+    namespace = f"e2e-audit-{uuid.uuid4().hex[:6]}"
+    kubectl = cluster.kubectl
+    kubectl.run("create", "namespace", namespace)
+    try:
+        with audit(
+            tmp_path, cluster.config.kubeconfig, f"--templates-dir={templates}",
+            *_settings(release),
+        ) as found:  # fmt: skip
+            deadline = time.monotonic() + DEADLINE
+            while found.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, found.log.read_text()
+                time.sleep(0.2)
+            # Stored without their sidecar, as if no webhook had answered.
+            for name in ("web-1", "web-2"):
+                kubectl.apply(_pod(name, namespace, "log-shipper"))
+            kubectl.apply(_pod("plain", namespace, None))
+            missed = found.until({(namespace, "log-shipper", "missed"): 2}, namespace)
+            # A label that names no profile: the pod without its own annotation would be
+            # refused on its next restart.
+            kubectl.run("label", "namespace", namespace, f"{PREFIX}/inject=e2e-nope", "--overwrite")
+            found.until(
+                {(namespace, "log-shipper", "missed"): 2, (namespace, "", "blocked"): 1},
+                namespace,
+            )
+            kubectl.run("label", "namespace", namespace, f"{PREFIX}/inject-")
+            kubectl.run("delete", "pod", "web-1", "web-2", "plain", "-n", namespace,
+                        "--wait=false")  # fmt: skip
+            found.until({}, namespace)
+            zeros = {k: v for k, v in found.pods().items() if k[0] == namespace}
+            assert zeros and set(zeros.values()) == {0.0}, "the series stay, at 0"
+            assert stop(found) == 0
+        assert missed < DEADLINE
+        assert "Traceback" not in found.log.read_text()
+    finally:
+        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)

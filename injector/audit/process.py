@@ -1,0 +1,258 @@
+"""The audit process: templates loaded and hot-reloaded exactly as the webhook loads them, pods
+and namespaces kept in view by two metadata-only informers, every opted-in pod's state counted
+(`tally.Tally`) and exported on /metrics; ready once both are listed; stops on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+import uvicorn
+from lightkube import Client
+from lightkube.resources.core_v1 import Namespace, Pod
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from injector.audit.informer import Event, Informer, Restart
+from injector.fleet import Fleet, PodMeta
+from injector.policy import Settings
+from injector.service.app import ops_app
+from injector.service.metrics import NAMESPACE, Metrics
+from injector.service.reload import Templates
+from injector.service.runner import QuietServer, StartupError
+from injector.service.state import State
+from injector.service.watch import Watcher
+from injector.tally import Series, Tally
+
+log = structlog.get_logger("injector.audit")
+
+FOLLOW_SECONDS = 1.0
+"""How often a reloaded catalog is looked for: a changed one re-judges every pod."""
+
+
+@dataclass
+class AuditState(State):
+    """The webhook's state (settings, the catalog the reload swaps in), ready once the fleet
+    is listed rather than once TLS is loaded: the audit serves no TLS."""
+
+    synced: bool = False
+
+    def readiness(self) -> dict[str, bool]:
+        return {
+            "templates_loaded": self.templates_loaded,
+            "synced": self.synced,
+            "not_shutting_down": not self.shutting_down,
+        }
+
+
+def pod_meta(metadata: Mapping[str, Any]) -> PodMeta:
+    """What the states read of a pod, from its metadata as the API server sends it."""
+    return PodMeta(
+        str(metadata.get("namespace") or ""),
+        str(metadata.get("name") or ""),
+        metadata.get("generateName") or None,
+        metadata.get("labels") or {},
+        metadata.get("annotations") or {},
+    )
+
+
+class Auditor:
+    """The tally fed by the informers' threads (one lock: events, relists and scrapes never
+    interleave), and the metrics that read it."""
+
+    def __init__(self, client: Client, state: AuditState, registry: CollectorRegistry) -> None:
+        self.state = state
+        self.lock = threading.Lock()
+        self.tally = Tally(Fleet(state.catalog, state.settings))
+        self.namespaces: set[str] = set()
+        self.pods = Informer(client, Pod, self._pods_listed, self._pod_changed, self._restarted)
+        self.namespace_informer = Informer(
+            client, Namespace, self._namespaces_listed, self._namespace_changed, self._restarted
+        )
+        self.restarts = Counter(
+            "audit_watch_restarts",
+            "Times a list+watch was resumed or listed again, by kind and reason.",
+            ("kind", "reason"),
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        synced = Gauge(
+            "audit_synced",
+            "1 while pods and namespaces are listed and their watches connected.",
+            namespace=NAMESPACE,
+            registry=registry,
+        )
+        synced.set_function(lambda: float(self.synced))
+        registry.register(PodsCollector(self))
+
+    @property
+    def key(self) -> str:
+        return self.state.settings.inject_key
+
+    @property
+    def synced(self) -> bool:
+        return self.pods.healthy and self.namespace_informer.healthy
+
+    def start(self) -> None:
+        self.namespace_informer.start()
+        self.pods.start()
+
+    def stop(self) -> None:
+        self.pods.stop()
+        self.namespace_informer.stop()
+
+    def follow(self) -> None:
+        """Called every FOLLOW_SECONDS: a reloaded catalog re-judges every pod (a relist)."""
+        if self.state.catalog is not self.tally.fleet.catalog:
+            self.pods.relist()
+        if self.synced and not self.state.synced:
+            self.state.synced = True
+            log.info("synced", pods=self.tally.pods, namespaces=len(self.namespaces))
+
+    def _pods_listed(self, items: list[dict[str, Any]]) -> None:
+        metas = [pod_meta(item) for item in items]
+        with self.lock:
+            fleet = None
+            if self.state.catalog is not self.tally.fleet.catalog:
+                fleet = Fleet(self.state.catalog, self.state.settings)
+            self.tally.replace_pods(metas, fleet=fleet)
+            self._report_unreadable()
+
+    def _pod_changed(self, event: Event, metadata: dict[str, Any]) -> None:
+        meta = pod_meta(metadata)
+        with self.lock:
+            if event == "DELETED":
+                self.tally.pod_deleted(meta.namespace, meta.name)
+                return
+            self.tally.pod(meta)
+            error = self.tally.unreadable.get((meta.namespace, meta.name))
+        if error is not None:
+            log.warning("unreadable_status", namespace=meta.namespace, pod=meta.name, error=error)
+
+    def _namespaces_listed(self, items: list[dict[str, Any]]) -> None:
+        labels = {}
+        for metadata in items:
+            value = (metadata.get("labels") or {}).get(self.key)
+            if isinstance(value, str):
+                labels[str(metadata.get("name"))] = value
+        with self.lock:
+            self.namespaces = {str(m.get("name")) for m in items}
+            changed = self.tally.replace_namespaces(labels)
+        if changed and self.pods.healthy:
+            self.pods.relist()
+
+    def _namespace_changed(self, event: Event, metadata: dict[str, Any]) -> None:
+        name = str(metadata.get("name"))
+        value = (metadata.get("labels") or {}).get(self.key)
+        label = value if isinstance(value, str) and event != "DELETED" else None
+        with self.lock:
+            if event == "DELETED":
+                self.namespaces.discard(name)
+            else:
+                self.namespaces.add(name)
+            changed = self.tally.namespace(name, label)
+        if changed:
+            # Its pods are judged again from a fresh list: the tally keeps no pod's metadata.
+            self.pods.relist()
+
+    def _restarted(self, reason: Restart) -> None:
+        # Only the pods' informer has many objects; a namespaces' restart is counted too.
+        kind = "pods" if threading.current_thread().name.endswith("pods") else "namespaces"
+        self.restarts.labels(kind, reason).inc()
+
+    def _report_unreadable(self) -> None:
+        for (namespace, name), error in self.tally.unreadable.items():
+            log.warning("unreadable_status", namespace=namespace, pod=name, error=error)
+
+
+class PodsCollector(Collector):
+    """`audit_pods{namespace,template,state}` read from the tally at scrape time, so it is
+    never half-updated. A series that reached 0 stays, at 0, while its namespace exists: a
+    graph and an alert see the problem end rather than the series vanish."""
+
+    def __init__(self, auditor: Auditor) -> None:
+        self.auditor = auditor
+        self.seen: set[Series] = set()
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # collected only when scraped
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            f"{NAMESPACE}_audit_pods",
+            "Opted-in pods by namespace, template and state (current, outdated, removed, "
+            "missed, blocked); template is empty for a finding about the whole pod.",
+            labels=("namespace", "template", "state"),
+        )
+        auditor = self.auditor
+        with auditor.lock:
+            counts = dict(auditor.tally.counts)
+            existing = set(auditor.namespaces)
+        self.seen = {s for s in self.seen if s[0] in existing} | set(counts)
+        for series in sorted(self.seen):
+            family.add_metric(series, counts.get(series, 0))
+        yield family
+
+
+async def serve(
+    auditor: Auditor, state: AuditState, registry: CollectorRegistry,
+    watcher: Watcher[Any, Any], sock: socket.socket,
+) -> int:  # fmt: skip
+    """Serve /metrics and the probes, follow the templates and the fleet, until SIGTERM."""
+    config = uvicorn.Config(
+        ops_app(state, registry), lifespan="off", log_config=None, access_log=False,
+        server_header=False, timeout_graceful_shutdown=5,
+    )  # fmt: skip
+    server = QuietServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    auditor.start()
+    tasks = [
+        asyncio.create_task(server.serve([sock])),
+        asyncio.create_task(watcher.run()),
+        asyncio.create_task(_follow(auditor)),
+    ]
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([tasks[0], stopping], return_when=asyncio.FIRST_COMPLETED)
+    state.shutting_down = True
+    log.info("stopping")
+    auditor.stop()
+    server.should_exit = True
+    for task in tasks[1:]:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    log.info("stopped")
+    return 0 if stopping in done else 1
+
+
+async def _follow(auditor: Auditor) -> None:
+    while True:
+        await asyncio.sleep(FOLLOW_SECONDS)
+        auditor.follow()
+
+
+def start(
+    client: Client, settings: Settings, templates_dir: Path
+) -> tuple[Auditor, AuditState, CollectorRegistry, Watcher[Any, Any]]:
+    """Load the templates once (broken ones are reported, as by the webhook) and build the
+    auditor; StartupError when the directory cannot be read."""
+    registry = CollectorRegistry()
+    # The webhook's own template metrics (loaded, load errors, reloads): the same loader.
+    metrics = Metrics(registry)
+    state = AuditState(settings, "deny")
+    templates = Templates(templates_dir, state, metrics)
+    files = templates.read()
+    if isinstance(files, str):
+        raise StartupError(files)
+    templates.load_first(files)
+    return Auditor(client, state, registry), state, registry, Watcher(templates, files)
