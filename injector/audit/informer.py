@@ -39,8 +39,9 @@ class Gone(Exception):
 class Informer:
     """List+watch of `kind` in every namespace, on a thread of its own. `listed` gets every
     object's metadata after each (re)list, `changed` each event after it; `restarted` is told
-    why the view was rebuilt or resumed. `relist()` asks for a fresh list from another thread
-    (the consumer's input changed: templates, a namespace's label)."""
+    (with the informer's name) why the view was rebuilt or resumed. `relist()` asks for a
+    fresh list from another thread (the consumer's input changed: templates, a namespace's
+    label)."""
 
     def __init__(
         self,
@@ -48,7 +49,7 @@ class Informer:
         kind: type[Resource],
         listed: Callable[[list[dict[str, Any]]], None],
         changed: Callable[[Event, dict[str, Any]], None],
-        restarted: Callable[[Restart], None],
+        restarted: Callable[[str, Restart], None],
     ) -> None:
         self.client = client
         self.kind = kind
@@ -93,16 +94,16 @@ class Informer:
             except Gone:
                 log.info("watch_expired", kind=self.name, action="list again")
                 self.healthy, version = False, None
-                self.restarted("gone")
+                self.restarted(self.name, "gone")
             except (ApiError, httpx.HTTPError, httpx.StreamError, OSError, ValueError) as exc:
                 if self._stop.is_set():
                     return
                 if self._relist.is_set():  # interrupted on purpose
-                    self.restarted("relist")
+                    self.restarted(self.name, "relist")
                     continue
                 self.healthy = False
                 self._report(exc, wait)
-                self.restarted("error")
+                self.restarted(self.name, "error")
                 self._stop.wait(wait)
                 wait = min(wait * 2, BACKOFF[1])
 

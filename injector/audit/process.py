@@ -163,9 +163,7 @@ class Auditor:
             # Its pods are judged again from a fresh list: the tally keeps no pod's metadata.
             self.pods.relist()
 
-    def _restarted(self, reason: Restart) -> None:
-        # Only the pods' informer has many objects; a namespaces' restart is counted too.
-        kind = "pods" if threading.current_thread().name.endswith("pods") else "namespaces"
+    def _restarted(self, kind: str, reason: Restart) -> None:
         self.restarts.labels(kind, reason).inc()
 
     def _report_unreadable(self) -> None:
