@@ -183,10 +183,11 @@ class Cluster:
         if not self.config.image:
             return "node mode installs E2E_IMAGE, which is not set: see e2e/README.md"
         for node in nodes:
+            # An image replaced by a newer one under the same tag is listed with names: null.
             present = {
                 name
-                for image in node.get("status", {}).get("images", [])
-                for name in image.get("names", [])
+                for image in node.get("status", {}).get("images") or ()
+                for name in image.get("names") or ()
             }
             missing = [
                 image
