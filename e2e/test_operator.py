@@ -22,6 +22,7 @@ import pytest
 
 from e2e.chart import NAMESPACE
 from e2e.cluster import Cluster
+from e2e.expect import digests
 from e2e.local import LocalInjector
 from e2e.pki import CAIssuer
 from e2e.pods import (
@@ -460,14 +461,18 @@ def wait_for_pods(operator: Operator, expected: int) -> list[Obj]:
 @pytest.fixture
 def owners(operator: Operator) -> Iterator[list[Obj]]:
     """The workloads of `workloads()` plus a Job of the CronJob, a bare Pod, a pod whose
-    status annotation is malformed, and a Node for the DaemonSet (no kubelet behind it)."""
+    status annotation is malformed, and a Node for the DaemonSet where the cluster has none
+    (no kubelet behind it)."""
     kubectl = operator.kubectl
     if not operator.cluster.controllers:
         pytest.skip("no controller-manager: no workload creates pods")
     node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "e2e-node"}}
     created: list[Obj] = []
     try:
-        kubectl.apply(node)
+        # One node for the DaemonSet's one pod: a stand-in only where no kubelet runs (a
+        # second node would double its pods on a cluster that has one).
+        if not operator.cluster.has_nodes():
+            kubectl.apply(node)
         for workload in workloads():
             workload["metadata"]["namespace"] = OWNERS
             kubectl.apply(workload)
@@ -523,6 +528,7 @@ def test_outdated_lists_exactly_the_pods_of_the_edited_template(
         {"namespace": OWNERS, "pod": "broken-status", "error": before["errors"][0]["error"]}
     ]
     data = webhook.templates()
+    old_digest = digests(webhook.debug_templates())["log-shipper"]
     edited = {**data, SHIPPER: data[SHIPPER].replace("fluent-bit:3.1.4", "fluent-bit:3.2.3")}
     assert operator.target.apiserver.update_templates(edited).allowed
     webhook.edit_templates(edited)  # the kubelet's part
@@ -554,6 +560,14 @@ def test_outdated_lists_exactly_the_pods_of_the_edited_template(
         table = operator.run("outdated", "-A")
         assert f"kubectl rollout restart statefulset/db -n {OWNERS}" in table.stdout
         assert "malformed status annotation" in table.stderr
+        # While a replica still serves the old version, the fix is to wait (a restart now
+        # would recreate the old version); the served version is read through the pods proxy
+        # where the webhook runs as the chart's pods.
+        for workload in after["workloads"]:
+            if "log-shipper" in after["served"]["behind"]:
+                assert workload["fix"].startswith("wait until the webhook serves"), workload
+        served = wait_until_served(operator, "log-shipper", old_digest)
+        assert served["known"] == (operator.cluster.config.webhook in ("in-cluster", "node"))
         # Pods recreated through the webhook get the new version: nothing is outdated.
         outdated = [p for _, (_, pods) in grouped.items() for p in pods]
         operator.kubectl.run("delete", "pod", *outdated, f"--namespace={OWNERS}", "--wait=false")
@@ -575,6 +589,22 @@ def test_outdated_lists_exactly_the_pods_of_the_edited_template(
     finally:
         assert operator.target.apiserver.update_templates(data).allowed
         webhook.edit_templates(data)
+
+
+def wait_until_served(operator: Operator, template: str, old: str) -> dict[str, Any]:
+    """`outdated`'s view of what the webhook serves, once no replica is behind the ConfigMap
+    (the kubelet delivers an edit to the chart's pods seconds later); where that cannot be
+    read (a local process), once the process's own /debug/templates no longer serves `old`."""
+    deadline = time.monotonic() + POD_TIMEOUT
+    while True:
+        served: dict[str, Any] = operator.json("outdated", "-n", OWNERS)[1]["served"]
+        if served["known"]:
+            if not served["behind"]:
+                return served
+        elif digests(operator.target.webhook.debug_templates())[template] != old:
+            return served
+        assert time.monotonic() < deadline, served
+        time.sleep(1)
 
 
 # --- explain ---
