@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e.chart import Release
+from e2e.chart import NAMESPACE, Release
 from e2e.cluster import Cluster
-from e2e.pods import bare
+from e2e.pods import PROFILE, bare
+from e2e.target import Target
 from e2e.tools import COMMAND
 
 SETTINGS_FLAGS = ("annotation-prefix", "default-templates", "exclude-namespaces", "native-sidecars")
@@ -177,5 +179,49 @@ def test_the_gauges_follow_the_fleet(cluster: Cluster, tmp_path: Path) -> None:
             assert stop(found) == 0
         assert missed < DEADLINE
         assert "Traceback" not in found.log.read_text()
+    finally:
+        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_the_chart_s_audit_pod_sees_a_namespace_labeled_after_its_pods(
+    cluster: Cluster, cluster_target: Target
+) -> None:
+    """The audit as the chart runs it (its own ServiceAccount and ClusterRole, the templates
+    ConfigMap mounted), read through the API server's pods proxy: a pod that existed before
+    its namespace asked for a profile is `missed` within the bound, and gone again once it
+    is deleted."""
+    if cluster.config.webhook not in ("in-cluster", "node") or not cluster.ready_nodes():
+        pytest.skip("the chart's audit runs as a pod: it needs a node (node or in-cluster mode)")
+    kubectl = cluster.kubectl
+    [pod] = kubectl.get(
+        "pods", f"--namespace={NAMESPACE}", "--selector=app.kubernetes.io/component=audit"
+    )["items"]
+    proxy = f"/api/v1/namespaces/{NAMESPACE}/pods/{pod['metadata']['name']}:metrics/proxy"
+
+    def missed(namespace: str) -> dict[str, float]:
+        families = text_string_to_metric_families(kubectl.raw(f"{proxy}/metrics"))
+        return {
+            s.labels["template"]: s.value
+            for family in families
+            if family.name == "sidecar_injector_audit_pods"
+            for s in family.samples
+            if s.labels["namespace"] == namespace and s.labels["state"] == "missed" and s.value
+        }
+
+    namespace = f"e2e-audit-{uuid.uuid4().hex[:6]}"
+    kubectl.run("create", "namespace", namespace)
+    try:
+        early = bare("early", None)
+        early["metadata"]["namespace"] = namespace
+        kubectl.apply(early)  # no opt-in yet: never sent to the webhook
+        kubectl.run("label", "namespace", namespace, f"sidecar-injector.io/inject={PROFILE}")
+        started = time.monotonic()
+        while (found := missed(namespace)) != {"trace-agent": 1.0, "e2e-env": 1.0}:
+            assert time.monotonic() - started < DEADLINE, found
+            time.sleep(0.5)
+        kubectl.run("delete", "pod", "early", f"--namespace={namespace}", "--wait=true")
+        while missed(namespace):
+            assert time.monotonic() - started < 2 * DEADLINE
+            time.sleep(0.5)
     finally:
         kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
