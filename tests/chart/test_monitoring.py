@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from injector.service.metrics import Metrics
 
-from .helm import CI_VALUES, Helm, Manifest, kinds, only
+from .helm import CI_VALUES, Helm, Manifest, kinds, webhook_object
 from .prometheus import MONITORING, Monitoring, Tools, promtool, rule_file, selectors, tools
 
 ALERTS_TEST = Path(__file__).with_name("alerts_test.yaml")
@@ -81,7 +81,7 @@ def test_prometheus_rule_shape(helm: Helm, name: str) -> None:
     """kube-prometheus-stack's conventions: severity, summary and description on every alert;
     the operator's rule selector label from the values."""
     monitoring = render(helm, name)
-    rule, service = monitoring.rule, only(monitoring.docs, "Service")
+    rule, service = monitoring.rule, webhook_object(monitoring.docs, "Service")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
     assert rule["metadata"]["namespace"] == service["metadata"]["namespace"]
@@ -109,7 +109,7 @@ def test_every_query_selects_the_service_monitor_job_and_real_metrics(
     the job and namespace the ServiceMonitor gives its targets."""
     monitoring = render(helm, name)
     job, namespace = monitoring.job, monitoring.namespace
-    service = only(monitoring.docs, "Service")["metadata"]
+    service = webhook_object(monitoring.docs, "Service")["metadata"]
     assert (job, namespace) == (service["name"], service["namespace"])
     exported = service_metric_names() | {"up"}
     found = queries(monitoring)
@@ -160,7 +160,7 @@ def test_thresholds_are_values(helm: Helm) -> None:
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_dashboard_configmap(helm: Helm, name: str) -> None:
     monitoring = render(helm, name)
-    configmap, service = monitoring.dashboard_configmap, only(monitoring.docs, "Service")
+    configmap, service = monitoring.dashboard_configmap, webhook_object(monitoring.docs, "Service")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert configmap["metadata"]["name"] == f"{service['metadata']['name']}-dashboard"
     if name == "monitoring-values":
