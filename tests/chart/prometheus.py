@@ -24,7 +24,7 @@ import yaml
 
 from tests.service.process import Lines, terminate
 
-from .helm import REPO_ROOT, Helm, Manifest, only, webhook_object
+from .helm import REPO_ROOT, Helm, Manifest, component, only, webhook_object
 
 FETCH_PROMETHEUS = REPO_ROOT / "scripts" / "fetch_prometheus.py"
 START_TIMEOUT = 20.0
@@ -138,6 +138,15 @@ class Monitoring:
         [job] = [
             r["replacement"] for r in self.endpoint["relabelings"] if r["targetLabel"] == "job"
         ]
+        assert isinstance(job, str)
+        return job
+
+    @property
+    def audit_job(self) -> str:
+        """The job label the audit's ServiceMonitor gives its target."""
+        monitor = only((d for d in self.docs if component(d) == "audit"), "ServiceMonitor")
+        [endpoint] = monitor["spec"]["endpoints"]
+        [job] = [r["replacement"] for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
         assert isinstance(job, str)
         return job
 

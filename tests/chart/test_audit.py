@@ -23,7 +23,7 @@ SETTINGS_FLAGS = (
     "--native-sidecars",
 )
 AUDIT_KINDS = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
-SETTINGS = {
+SETTINGS: dict[str, Any] = {
     "config": {
         "annotationPrefix": "injector.example.com",
         "defaultTemplates": ["log-shipper", "trace-agent"],
@@ -33,7 +33,7 @@ SETTINGS = {
     }
 }
 """Every value the webhook's settings flags come from, none at its default."""
-SCHEDULING = {
+SCHEDULING: dict[str, Any] = {
     "audit": {
         "nodeSelector": {"pool": "system"},
         "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
