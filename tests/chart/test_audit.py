@@ -70,7 +70,8 @@ def pod_spec(docs: list[Manifest]) -> Manifest:
 
 
 def container(docs: list[Manifest]) -> Manifest:
-    [found] = pod_spec(docs)["containers"]
+    containers: list[Manifest] = pod_spec(docs)["containers"]
+    [found] = containers
     return found
 
 
