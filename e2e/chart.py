@@ -6,7 +6,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.chart.helm import Helm, Manifest, Values, flags, named, only, webhook_container
+from tests.chart.helm import (
+    Helm,
+    Manifest,
+    Values,
+    flags,
+    named,
+    only,
+    webhook_container,
+    webhook_object,
+)
 
 RELEASE = "sidecar-injector-e2e"
 NAMESPACE = "sidecar-injector-e2e"
@@ -34,7 +43,7 @@ class Release:
 
     @property
     def pod_spec(self) -> Manifest:
-        spec: Manifest = only(self.docs, "Deployment")["spec"]["template"]["spec"]
+        spec: Manifest = webhook_object(self.docs, "Deployment")["spec"]["template"]["spec"]
         return spec
 
     @property

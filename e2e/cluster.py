@@ -44,7 +44,7 @@ from e2e.pods import (
     replicaset_pod,
 )
 from e2e.target import Admission, Applied, Target
-from tests.chart.helm import CHART_DIR, Helm, only
+from tests.chart.helm import CHART_DIR, Helm, only, webhook_object
 from tests.k8s import assert_valid
 
 INSTALL_TIMEOUT = "5m"
@@ -366,7 +366,7 @@ class Cluster:
         batches, like the 3 s a kube-proxy sees), and until then every opted-in Pod creation
         is refused with "no endpoints available" (failurePolicy: Fail)."""
         name = self.release.webhook["clientConfig"]["service"]["name"]
-        replicas = only(self.release.docs, "Deployment")["spec"]["replicas"]
+        replicas = webhook_object(self.release.docs, "Deployment")["spec"]["replicas"]
         deadline = time.monotonic() + POD_TIMEOUT
         while True:
             endpoints = self.kubectl.get("endpoints", name, f"--namespace={NAMESPACE}")
@@ -665,7 +665,7 @@ class InClusterWebhook:
 
     def all_pods(self) -> list[Obj]:
         """The webhook's Pods whatever their state (starting, terminating), oldest first."""
-        labels = only(self.release.docs, "Deployment")["spec"]["selector"]["matchLabels"]
+        labels = webhook_object(self.release.docs, "Deployment")["spec"]["selector"]["matchLabels"]
         selector = ",".join(f"{key}={value}" for key, value in labels.items())
         pods = self.kubectl.get("pods", f"--namespace={NAMESPACE}", f"--selector={selector}")
         found: list[Obj] = pods["items"]

@@ -36,7 +36,7 @@ from e2e.node import (
 from e2e.pods import APPS, INJECT, Obj, bare
 from e2e.target import Target
 from e2e.tools import COMMAND
-from tests.chart.helm import only
+from tests.chart.helm import webhook_object
 
 SIDECAR = "e2e-ready-sidecar"
 """e2e/values.yaml's template: ready 2 s after it starts."""
@@ -363,7 +363,7 @@ def disrupt(kind: str, kube: Cluster, node: NodeWebhook, proxy: ApiProxy) -> str
     kubectl = node.kubectl
     pods = node.ready_pods()
     if kind == "rollout-restart":
-        name = only(kube.release.docs, "Deployment")["metadata"]["name"]
+        name = webhook_object(kube.release.docs, "Deployment")["metadata"]["name"]
         kubectl.run("rollout", "restart", f"deployment/{name}", f"--namespace={NAMESPACE}")
         timeout = f"--timeout={REPLICAS_TIMEOUT:.0f}s"
         status = ["rollout", "status", f"deployment/{name}", f"--namespace={NAMESPACE}", timeout]

@@ -40,7 +40,7 @@ from e2e.pods import (
 )
 from e2e.target import Target
 from e2e.tools import COMMAND
-from tests.chart.helm import only
+from tests.chart.helm import only, webhook_object
 
 SHIPPER = "log-shipper.yaml"
 PARAM = "sidecar-injector.io/log-shipper"
@@ -82,7 +82,9 @@ class Operator:
         return self.cluster.kubectl
 
     def webhook_pods(self) -> list[str]:
-        labels = only(self.cluster.release.docs, "Deployment")["spec"]["selector"]["matchLabels"]
+        labels = webhook_object(self.cluster.release.docs, "Deployment")["spec"]["selector"][
+            "matchLabels"
+        ]
         selector = ",".join(f"{k}={v}" for k, v in labels.items())
         pods = self.kubectl.get("pods", f"--namespace={NAMESPACE}", f"--selector={selector}")
         return [p["metadata"]["name"] for p in pods["items"]]
@@ -104,7 +106,7 @@ class Operator:
                 "patch", "pod", pod, f"--namespace={NAMESPACE}", "--subresource=status",
                 "--type=merge", f"--patch={json.dumps({'status': status})}",
             )  # fmt: skip
-        name = only(self.cluster.release.docs, "Deployment")["metadata"]["name"]
+        name = webhook_object(self.cluster.release.docs, "Deployment")["metadata"]["name"]
         deadline = time.monotonic() + POD_TIMEOUT
         while True:
             found = self.kubectl.get("deployment", name, f"--namespace={NAMESPACE}")
@@ -254,7 +256,7 @@ def test_an_expired_or_misnamed_serving_certificate_fails(operator: Operator, pr
 def test_a_webhook_scaled_to_zero_is_named_as_such(operator: Operator) -> None:
     if not isinstance(operator.target.webhook, LocalInjector):
         pytest.skip("scaling the chart's own replicas would take the webhook down for the suite")
-    name = only(operator.cluster.release.docs, "Deployment")["metadata"]["name"]
+    name = webhook_object(operator.cluster.release.docs, "Deployment")["metadata"]["name"]
 
     def scale(replicas: int) -> None:
         operator.kubectl.run(

@@ -127,6 +127,16 @@ def only(docs: Iterable[Manifest], kind: str) -> Manifest:
     return found[0]
 
 
+def webhook_object(docs: Iterable[Manifest], kind: str) -> Manifest:
+    """The single object of this kind that belongs to the webhook (not, say, to the audit)."""
+    return only((d for d in docs if component(d) == "webhook"), kind)
+
+
+def component(doc: Manifest) -> str | None:
+    labels: dict[str, str] = doc["metadata"].get("labels") or {}
+    return labels.get("app.kubernetes.io/component")
+
+
 def named(docs: Iterable[Manifest], kind: str, name: str) -> Manifest:
     found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
     assert len(found) == 1, f"expected one {kind} {name}, got {len(found)}"
@@ -138,7 +148,9 @@ def kinds(docs: Iterable[Manifest]) -> list[str]:
 
 
 def webhook_container(docs: Iterable[Manifest]) -> Manifest:
-    containers: list[Manifest] = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    containers: list[Manifest] = webhook_object(docs, "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ]
     assert len(containers) == 1
     return containers[0]
 
@@ -206,7 +218,7 @@ def kubelet_volumes(docs: Sequence[Manifest], root: Path, secret: Mapping[str, s
     """The webhook container's volumes laid out under `root` as the kubelet would: ConfigMap
     and Secret (`secret` stands for its data) volumes in the kubelet's `..data` layout, an
     emptyDir as an empty directory."""
-    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    pod = webhook_object(docs, "Deployment")["spec"]["template"]["spec"]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     mounts = []
     for mount in webhook_container(docs)["volumeMounts"]:
@@ -387,9 +399,9 @@ def serving_secret(ca: trustme.CA, dns_names: Sequence[str]) -> dict[str, str]:
 def serving_names(docs: list[Manifest]) -> list[str]:
     """The DNS names of the mounted serving certificate: the rendered Certificate's, or (with an
     existing Secret) the Service's own name."""
-    service = only(docs, "Service")["metadata"]
+    service = webhook_object(docs, "Service")["metadata"]
     name = f"{service['name']}.{service['namespace']}.svc"
-    volumes = only(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    volumes = webhook_object(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
     [secret] = [v["secret"]["secretName"] for v in volumes if "secret" in v]
     certificates = [
         d for d in docs if d["kind"] == "Certificate" and d["spec"]["secretName"] == secret

@@ -24,7 +24,7 @@ import yaml
 
 from tests.service.process import Lines, terminate
 
-from .helm import REPO_ROOT, Helm, Manifest, only
+from .helm import REPO_ROOT, Helm, Manifest, component, only, webhook_object
 
 FETCH_PROMETHEUS = REPO_ROOT / "scripts" / "fetch_prometheus.py"
 START_TIMEOUT = 20.0
@@ -128,7 +128,7 @@ class Monitoring:
 
     @property
     def endpoint(self) -> Manifest:
-        [endpoint] = only(self.docs, "ServiceMonitor")["spec"]["endpoints"]
+        [endpoint] = webhook_object(self.docs, "ServiceMonitor")["spec"]["endpoints"]
         found: Manifest = endpoint
         return found
 
@@ -142,9 +142,20 @@ class Monitoring:
         return job
 
     @property
+    def audit_job(self) -> str:
+        """The job label the audit's ServiceMonitor gives its target."""
+        monitor = only((d for d in self.docs if component(d) == "audit"), "ServiceMonitor")
+        [endpoint] = monitor["spec"]["endpoints"]
+        [job] = [r["replacement"] for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
+        assert isinstance(job, str)
+        return job
+
+    @property
     def namespace(self) -> str:
         """The namespace label of the targets: the webhook Pods' namespace."""
-        [namespace] = only(self.docs, "ServiceMonitor")["spec"]["namespaceSelector"]["matchNames"]
+        [namespace] = webhook_object(self.docs, "ServiceMonitor")["spec"]["namespaceSelector"][
+            "matchNames"
+        ]
         assert isinstance(namespace, str)
         return namespace
 
@@ -157,7 +168,7 @@ class Monitoring:
         """The scrape job the prometheus-operator makes of the ServiceMonitor, for one target
         standing for a webhook Pod: the operator's `namespace` label (the Pod's namespace),
         the endpoint's path, scheme and relabelings (the chart's `job`)."""
-        meta = only(self.docs, "ServiceMonitor")["metadata"]
+        meta = webhook_object(self.docs, "ServiceMonitor")["metadata"]
         return {
             "job_name": f"serviceMonitor/{meta['namespace']}/{meta['name']}/0",
             "scrape_interval": interval,

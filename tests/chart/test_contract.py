@@ -34,6 +34,7 @@ from .helm import (
     serving_names,
     serving_secret,
     webhook_container,
+    webhook_object,
 )
 from .test_dockerfile import FINAL
 from .test_dockerfile import env as dockerfile_env
@@ -69,13 +70,13 @@ class Release:
     @property
     def endpoints(self) -> list[Endpoint]:
         config = only(self.docs, "MutatingWebhookConfiguration")
-        service = only(self.docs, "Service")
+        service = webhook_object(self.docs, "Service")
         return [Endpoint.of(webhook, service) for webhook in config["webhooks"]]
 
     @property
     def templates(self) -> dict[str, dict[str, Any]]:
         """The templates ConfigMap (the one the Pods mount), name -> parsed template."""
-        pod = only(self.docs, "Deployment")["spec"]["template"]["spec"]
+        pod = webhook_object(self.docs, "Deployment")["spec"]["template"]["spec"]
         [name] = [volume["configMap"]["name"] for volume in pod["volumes"] if "configMap" in volume]
         configmap = named(self.docs, "ConfigMap", name)
         return {
@@ -149,7 +150,7 @@ def test_probes_and_service_reach_the_right_listeners(release: Release) -> None:
         release.process.wait_ready(get["path"])
     ready = release.process.ops(container["readinessProbe"]["httpGet"]["path"]).json()
     assert ready["ready"] is True
-    service = only(release.docs, "Service")
+    service = webhook_object(release.docs, "Service")
     by_target = {p["targetPort"]: p["port"] for p in service["spec"]["ports"]}
     assert set(by_target) <= set(ports)
     config = only(release.docs, "MutatingWebhookConfiguration")

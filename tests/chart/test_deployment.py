@@ -10,7 +10,7 @@ import yaml
 
 from injector.service.config import FLAGS
 
-from .helm import CHART_DIR, CI_VALUES, Helm, Manifest, flags, only, webhook_container
+from .helm import CHART_DIR, CI_VALUES, Helm, Manifest, flags, webhook_container, webhook_object
 
 DEPLOYMENT = "templates/webhook-deployment.yaml"
 CHART_VALUES: dict[str, Any] = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
@@ -246,7 +246,7 @@ def test_resources(helm: Helm) -> None:
 )
 def test_grace_period_exceeds_drain_and_graceful_stop(helm: Helm, values_file: Path | None) -> None:
     docs = helm.template(values_files=[values_file] if values_file else [])
-    spec = only(docs, "Deployment")["spec"]["template"]["spec"]
+    spec = webhook_object(docs, "Deployment")["spec"]["template"]["spec"]
     args = flags(spec["containers"][0])
     stop = int(args["--shutdown-delay"]) + int(args["--graceful-timeout"])
     assert spec["terminationGracePeriodSeconds"] > stop

@@ -16,7 +16,12 @@ SCHEMA: dict[str, Any] = json.loads((CHART_DIR / "values.schema.json").read_text
 DOCS = REPO_ROOT / "docs" / "chart.md"
 ROW = re.compile(r"^\| `(?P<key>[^`]+)` \| (?P<default>.+?) \| (?P<description>.+) \|$")
 # Kubernetes pass-through objects whose optional fields values.yaml does not all spell out.
-PARTIAL_OBJECTS = {"webhook.namespaceSelector", "webhook.objectSelector", "resources"}
+PARTIAL_OBJECTS = {
+    "webhook.namespaceSelector",
+    "webhook.objectSelector",
+    "resources",
+    "audit.resources",
+}
 
 
 def resolve(node: dict[str, Any]) -> dict[str, Any]:

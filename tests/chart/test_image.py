@@ -40,6 +40,7 @@ from .helm import (
     serving_names,
     serving_secret,
     webhook_container,
+    webhook_object,
 )
 from .podman import BASE_ENV, HOST_CA, Engine, base_rootfs, unavailable
 from .test_contract import ENTRYPOINT, IMAGE_ENV, IMAGE_VENV
@@ -96,7 +97,7 @@ def test_the_image_config_is_what_the_chart_and_the_contract_test_expect(
     image: Image, default_docs: list[Manifest]
 ) -> None:
     config, container = image.config, webhook_container(default_docs)
-    pod = only(default_docs, "Deployment")["spec"]["template"]["spec"]["securityContext"]
+    pod = webhook_object(default_docs, "Deployment")["spec"]["template"]["spec"]["securityContext"]
     assert config["User"] == f"{pod['runAsUser']}:{pod['runAsGroup']}", "numeric, the chart's"
     assert config["Entrypoint"] == ENTRYPOINT
     assert config["Cmd"] == container["args"][:1], "CMD is the chart's sub-command"
@@ -286,7 +287,7 @@ def test_runs_the_entry_point_as_the_charts_user_on_a_read_only_root(
     cmdline = proc(served.pid, "cmdline").split("\0")[:-1]
     assert cmdline[1:] == [f"{IMAGE_VENV}/bin/{ENTRYPOINT[0]}", *served.args]
     status = dict(line.split(":\t", 1) for line in proc(served.pid, "status").splitlines())
-    security = only(pod.docs, "Deployment")["spec"]["template"]["spec"]["securityContext"]
+    security = webhook_object(pod.docs, "Deployment")["spec"]["template"]["spec"]["securityContext"]
     assert status["Uid"].split() == [str(security["runAsUser"])] * 4
     assert status["Gid"].split() == [str(security["runAsGroup"])] * 4
     assert int(status["CapEff"], 16) == 0, "every capability dropped"
@@ -309,7 +310,7 @@ def test_becomes_ready_and_injects_over_tls(served: Served, pod: Pod) -> None:
     served.process.wait_ready(pod.container["readinessProbe"]["httpGet"]["path"])
     assert served.process.ops(pod.container["livenessProbe"]["httpGet"]["path"]).is_success
     config = only(pod.docs, "MutatingWebhookConfiguration")
-    endpoint = Endpoint.of(config["webhooks"][0], only(pod.docs, "Service"))
+    endpoint = Endpoint.of(config["webhooks"][0], webhook_object(pod.docs, "Service"))
     document = review("log-shipper")
     result = patched(
         document["request"]["object"], endpoint.review(served.process, pod.ca, document)
@@ -319,7 +320,7 @@ def test_becomes_ready_and_injects_over_tls(served: Served, pod: Pod) -> None:
 
 def test_stops_cleanly_on_sigterm_within_the_charts_grace_period(served: Served, pod: Pod) -> None:
     """Last of the tests on `served`: it stops the container."""
-    grace = only(pod.docs, "Deployment")["spec"]["template"]["spec"][
+    grace = webhook_object(pod.docs, "Deployment")["spec"]["template"]["spec"][
         "terminationGracePeriodSeconds"
     ]
     started = time.monotonic()

@@ -8,15 +8,18 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
+from lightkube import Client
 from prometheus_client import CollectorRegistry
 
+from injector.audit.process import start
+from injector.policy import Settings
 from injector.service.metrics import Metrics
 
-from .helm import CI_VALUES, Helm, Manifest, kinds, only
+from .helm import CI_VALUES, Helm, Manifest, kinds, webhook_object
 from .prometheus import MONITORING, Monitoring, Tools, promtool, rule_file, selectors, tools
 
 ALERTS_TEST = Path(__file__).with_name("alerts_test.yaml")
@@ -28,7 +31,13 @@ ALERTS = {
     "SidecarInjectorCertificateReloadFailing": "warning",
     "SidecarInjectorCertificateExpiring": "warning",
     "SidecarInjectorSlowAdmissions": "warning",
+    "SidecarInjectorPodsMissingSidecar": "warning",
+    "SidecarInjectorPodsBlocked": "warning",
+    "SidecarInjectorPodsOutdated": "info",
+    "SidecarInjectorAuditDown": "warning",
 }
+AUDIT_ALERTS = {name for name in ALERTS if "Pods" in name or "Audit" in name}
+"""Rendered only with audit.enabled; they select the audit's job."""
 PROM_DURATION = re.compile(
     r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
 )
@@ -57,6 +66,12 @@ def service_metric_names() -> set[str]:
     return {family.name for family in registry.collect()}
 
 
+def audit_metric_names(directory: Path) -> set[str]:
+    """The metric families only the audit exports (it exports the template metrics too)."""
+    registry = start(cast(Client, None), Settings(), directory)[2]
+    return {family.name for family in registry.collect()} - service_metric_names()
+
+
 def family(sample_name: str) -> str:
     for suffix in SUFFIXES:
         if sample_name.endswith(suffix):
@@ -81,7 +96,7 @@ def test_prometheus_rule_shape(helm: Helm, name: str) -> None:
     """kube-prometheus-stack's conventions: severity, summary and description on every alert;
     the operator's rule selector label from the values."""
     monitoring = render(helm, name)
-    rule, service = monitoring.rule, only(monitoring.docs, "Service")
+    rule, service = monitoring.rule, webhook_object(monitoring.docs, "Service")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert set(rule) == {"apiVersion", "kind", "metadata", "spec"}
     assert rule["metadata"]["namespace"] == service["metadata"]["namespace"]
@@ -103,15 +118,18 @@ def test_prometheus_rule_shape(helm: Helm, name: str) -> None:
 
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_every_query_selects_the_service_monitor_job_and_real_metrics(
-    helm: Helm, name: str
+    helm: Helm, name: str, tmp_path: Path
 ) -> None:
     """Each selector of each alert and panel names a metric the service exports (or `up`) and
     the job and namespace the ServiceMonitor gives its targets."""
     monitoring = render(helm, name)
     job, namespace = monitoring.job, monitoring.namespace
-    service = only(monitoring.docs, "Service")["metadata"]
+    service = webhook_object(monitoring.docs, "Service")["metadata"]
     assert (job, namespace) == (service["name"], service["namespace"])
+    audit_job = monitoring.audit_job
     exported = service_metric_names() | {"up"}
+    audit = audit_metric_names(tmp_path)
+    assert {"sidecar_injector_audit_pods", "sidecar_injector_audit_synced"} <= audit
     found = queries(monitoring)
     assert len(found) == len(ALERTS) + len(monitoring.panel_queries)
     for where, query in found.items():
@@ -120,10 +138,36 @@ def test_every_query_selects_the_service_monitor_job_and_real_metrics(
         assert written, f"{where}: no selector of the webhook's metrics in {query}"
         for selector in written:
             metric, _, matchers = selector.partition("{")
-            assert family(metric) in exported, f"{where}: {metric} is not exported"
-            assert f'job="{job}"' in matchers and f'namespace="{namespace}"' in matchers, (
+            if family(metric) == "sidecar_injector_audit_pods":
+                # The audited pods' own namespace label: the audit's job alone.
+                assert f'job="{audit_job}"' in matchers, f"{where}: {selector}"
+                assert "namespace=" not in matchers, f"{where}: {selector}"
+                continue
+            wanted = audit_job if family(metric) in audit else job
+            assert family(metric) in exported | audit, f"{where}: {metric} is not exported"
+            assert f'job="{wanted}"' in matchers and f'namespace="{namespace}"' in matchers, (
                 f"{where}: {selector}"
             )
+
+
+def test_audit_alerts_only_with_the_audit(helm: Helm) -> None:
+    values = {**MONITORING, "audit": {"enabled": False}}
+    assert set(Monitoring(helm.template(values)).alerts) == set(ALERTS) - AUDIT_ALERTS
+
+
+def test_outdated_for_is_a_value(helm: Helm) -> None:
+    alerts = render(helm, "monitoring-defaults").alerts
+    assert alerts["SidecarInjectorPodsOutdated"]["for"] == "24h"
+    assert alerts["SidecarInjectorPodsMissingSidecar"]["for"] == "10m"
+    assert alerts["SidecarInjectorPodsBlocked"]["for"] == "10m"
+    assert alerts["SidecarInjectorAuditDown"]["for"] == "10m"
+    values = {
+        "metrics": {
+            **MONITORING["metrics"],
+            "prometheusRule": {"enabled": True, "outdatedFor": "3d"},
+        }
+    }
+    assert Monitoring(helm.template(values)).alerts["SidecarInjectorPodsOutdated"]["for"] == "3d"
 
 
 def test_thresholds_are_values(helm: Helm) -> None:
@@ -160,7 +204,7 @@ def test_thresholds_are_values(helm: Helm) -> None:
 @pytest.mark.parametrize("name", VALUE_SETS)
 def test_dashboard_configmap(helm: Helm, name: str) -> None:
     monitoring = render(helm, name)
-    configmap, service = monitoring.dashboard_configmap, only(monitoring.docs, "Service")
+    configmap, service = monitoring.dashboard_configmap, webhook_object(monitoring.docs, "Service")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert configmap["metadata"]["name"] == f"{service['metadata']['name']}-dashboard"
     if name == "monitoring-values":

@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 import yaml
 
-from .helm import CHART_DIR, NAMESPACE, RELEASE, Helm, Manifest, named, only
+from .helm import (
+    CHART_DIR,
+    NAMESPACE,
+    RELEASE,
+    Helm,
+    Manifest,
+    component,
+    named,
+    only,
+    webhook_object,
+)
 
 STANDARD_LABELS = {
     "helm.sh/chart",
@@ -24,7 +34,12 @@ STANDARD_LABELS = {
 }
 
 
-CLUSTER_SCOPED = {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ClusterRole"}
+CLUSTER_SCOPED = {
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "ClusterRole",
+    "ClusterRoleBinding",
+}
 
 
 def test_standard_labels_and_namespace_everywhere(default_docs: list[Manifest]) -> None:
@@ -76,7 +91,7 @@ def test_serving_certificate_names_the_service(helm: Helm) -> None:
         "certManager": {"certificate": {"extraDnsNames": ["injector.example.com"]}},
     }
     docs = helm.template(values, namespace="platform")
-    service = only(docs, "Service")["metadata"]["name"]
+    service = webhook_object(docs, "Service")["metadata"]["name"]
     serving = named(docs, "Certificate", f"{RELEASE}-serving")
     assert serving["spec"]["dnsNames"] == [
         f"{service}.platform.svc",
@@ -109,8 +124,8 @@ def test_existing_issuer_creates_no_issuers(helm: Helm) -> None:
 
 
 def test_service_ports(default_docs: list[Manifest]) -> None:
-    service = only(default_docs, "Service")
-    deployment = only(default_docs, "Deployment")
+    service = webhook_object(default_docs, "Service")
+    deployment = webhook_object(default_docs, "Deployment")
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["ports"] == [
         {
@@ -132,19 +147,19 @@ def test_service_ports(default_docs: list[Manifest]) -> None:
 
 
 def test_service_account(helm: Helm, default_docs: list[Manifest]) -> None:
-    account = only(default_docs, "ServiceAccount")
+    account = webhook_object(default_docs, "ServiceAccount")
     assert account["automountServiceAccountToken"] is False
-    pod = only(default_docs, "Deployment")["spec"]["template"]["spec"]
+    pod = webhook_object(default_docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == account["metadata"]["name"]
     docs = helm.template({"serviceAccount": {"create": False, "name": "shared"}})
-    assert not [d for d in docs if d["kind"] == "ServiceAccount"]
-    pod = only(docs, "Deployment")["spec"]["template"]["spec"]
+    assert not [d for d in docs if d["kind"] == "ServiceAccount" and component(d) == "webhook"]
+    pod = webhook_object(docs, "Deployment")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "shared"
 
 
 def test_pod_disruption_budget(helm: Helm, default_docs: list[Manifest]) -> None:
     pdb = only(default_docs, "PodDisruptionBudget")
-    deployment = only(default_docs, "Deployment")
+    deployment = webhook_object(default_docs, "Deployment")
     assert pdb["spec"] == {
         "maxUnavailable": 1,
         "selector": deployment["spec"]["selector"],
@@ -156,8 +171,8 @@ def test_pod_disruption_budget(helm: Helm, default_docs: list[Manifest]) -> None
 def test_network_policy(helm: Helm) -> None:
     prometheus = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
     docs = helm.template({"networkPolicy": {"enabled": True, "metricsFrom": [prometheus]}})
-    policy = only(docs, "NetworkPolicy")["spec"]
-    deployment = only(docs, "Deployment")
+    policy = webhook_object(docs, "NetworkPolicy")["spec"]
+    deployment = webhook_object(docs, "Deployment")
     assert policy["podSelector"] == deployment["spec"]["selector"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     webhook, metrics = policy["ingress"]

@@ -9,7 +9,7 @@ import pytest
 from cloudcoil.models.cert_manager import v1 as cert_manager
 from pydantic import BaseModel
 
-from .helm import CI_VALUES, Helm, Manifest, kinds, only
+from .helm import CI_VALUES, Helm, Manifest, kinds, webhook_object
 
 VALUE_SETS: dict[str, Path | None] = {"defaults": None, **{p.stem: p for p in CI_VALUES}}
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema.
@@ -41,7 +41,8 @@ ALWAYS = [
 ]
 OWN_CA = ["Certificate", "Certificate", "Issuer", "Issuer"]
 HELM_TEST = ["Pod"]
-EXPECTED_KINDS: dict[str, list[str]] = {
+AUDIT = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+WEBHOOK_KINDS: dict[str, list[str]] = {
     "defaults": ALWAYS + OWN_CA + HELM_TEST,
     "own-issuer-values": ALWAYS + OWN_CA + HELM_TEST,
     "existing-issuer-values": ALWAYS + ["Certificate"] + HELM_TEST,
@@ -51,10 +52,13 @@ EXPECTED_KINDS: dict[str, list[str]] = {
     "monitoring-values": ALWAYS
     + OWN_CA
     + HELM_TEST
-    + ["ConfigMap", "NetworkPolicy", "PrometheusRule", "ServiceMonitor"],
+    + ["ConfigMap", "NetworkPolicy", "PrometheusRule", "ServiceMonitor"]
+    + ["NetworkPolicy", "ServiceMonitor"],
     "existing-configmap-values": [k for k in ALWAYS if k not in ("ConfigMap", "ServiceAccount")]
     + OWN_CA,
 }
+# The audit is on by default: its objects come on top of every set.
+EXPECTED_KINDS = {name: found + AUDIT for name, found in WEBHOOK_KINDS.items()}
 
 
 def render(helm: Helm, name: str) -> list[Manifest]:
@@ -104,8 +108,8 @@ def test_cert_manager_objects_match_cert_manager_schema(helm: Helm, name: str) -
 def test_service_monitor_shape(helm: Helm) -> None:
     """ServiceMonitor is a CRD kubernetes-validate does not know: check it by hand."""
     docs = render(helm, "monitoring-values")
-    monitor = only(docs, "ServiceMonitor")
-    service = only(docs, "Service")
+    monitor = webhook_object(docs, "ServiceMonitor")
+    service = webhook_object(docs, "Service")
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
     assert set(monitor["spec"]) == {"namespaceSelector", "selector", "endpoints"}
     assert monitor["spec"]["namespaceSelector"] == {

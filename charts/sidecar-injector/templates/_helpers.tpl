@@ -150,6 +150,51 @@ sidecars on by default), pre-release and vendor suffixes such as -eks-... includ
 {{- end }}
 {{- end }}
 
+{{/*
+The settings flags the webhook's decision depends on, as a JSON list (list: root, the
+--exclude-namespaces value). The webhook and the audit both take them from here: the audit
+judges pods as the webhook admits them only with the same settings.
+*/}}
+{{- define "sidecar-injector.settingsArgs" -}}
+{{- $root := index . 0 }}
+{{- $config := $root.Values.config }}
+{{- $args := list
+      (printf "--annotation-prefix=%s" $config.annotationPrefix)
+      (printf "--default-templates=%s" (join "," $config.defaultTemplates))
+      (printf "--exclude-namespaces=%s" (index . 1))
+      (printf "--native-sidecars=%s" (include "sidecar-injector.nativeSidecars" $root)) }}
+{{- range $name, $templates := $config.profiles }}
+{{- $args = append $args (printf "--profile=%s=%s" $name (join "," $templates)) }}
+{{- end }}
+{{- toJson $args }}
+{{- end }}
+
+{{/*
+The namespaces the audit skips: those never sent to the webhook (the release namespace
+included), since their pods are never injected and would all count as missed.
+*/}}
+{{- define "sidecar-injector.auditExcludedNamespaces" -}}
+{{- include "sidecar-injector.webhookExcludedNamespaces" . | fromJsonArray | join "," }}
+{{- end }}
+
+{{- define "sidecar-injector.auditName" -}}
+{{- include "sidecar-injector.suffixed" (list . "audit") }}
+{{- end }}
+
+{{- define "sidecar-injector.auditServiceAccountName" -}}
+{{- if .Values.audit.serviceAccount.create }}
+{{- default (include "sidecar-injector.auditName" .) .Values.audit.serviceAccount.name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- default "default" .Values.audit.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The audit Pod: selector labels plus the component. */}}
+{{- define "sidecar-injector.auditSelectorLabels" -}}
+{{ include "sidecar-injector.selectorLabels" . }}
+app.kubernetes.io/component: audit
+{{- end }}
+
 {{/* The seconds the service needs to stop after SIGTERM: drain period plus graceful stop. */}}
 {{- define "sidecar-injector.stopSeconds" -}}
 {{- add .Values.config.shutdownDelaySeconds .Values.config.gracefulTimeoutSeconds }}
@@ -317,4 +362,24 @@ explicitly. With the release namespace it is what every alert and dashboard quer
 {{/* The PromQL label matchers of the webhook's metrics: job="<Service>",namespace="<ns>". */}}
 {{- define "sidecar-injector.metricsSelector" -}}
 {{- printf "job=%q,namespace=%q" (include "sidecar-injector.metricsJob" .) .Release.Namespace }}
+{{- end }}
+
+{{/*
+The job label of the audit's metrics: its Service's name, set by its ServiceMonitor as the
+webhook's is. Its gauges carry the audited pods' own namespace label (the ServiceMonitor
+honors it), so their queries select the job alone; up and the audit's other metrics also
+carry the release namespace.
+*/}}
+{{- define "sidecar-injector.auditMetricsJob" -}}
+{{- include "sidecar-injector.auditName" . }}
+{{- end }}
+
+{{/* The PromQL label matcher of the audit's pod gauges: job="<audit Service>". */}}
+{{- define "sidecar-injector.auditPodsSelector" -}}
+{{- printf "job=%q" (include "sidecar-injector.auditMetricsJob" .) }}
+{{- end }}
+
+{{/* The PromQL label matchers of the audit's own metrics: job="<audit Service>",namespace="<ns>". */}}
+{{- define "sidecar-injector.auditMetricsSelector" -}}
+{{- printf "job=%q,namespace=%q" (include "sidecar-injector.auditMetricsJob" .) .Release.Namespace }}
 {{- end }}
