@@ -196,7 +196,9 @@ def test_the_chart_s_audit_pod_sees_a_namespace_labeled_after_its_pods(
     [pod] = kubectl.get(
         "pods", f"--namespace={NAMESPACE}", "--selector=app.kubernetes.io/component=audit"
     )["items"]
-    proxy = f"/api/v1/namespaces/{NAMESPACE}/pods/{pod['metadata']['name']}:metrics/proxy"
+    [port] = pod["spec"]["containers"][0]["ports"]
+    name = pod["metadata"]["name"]
+    proxy = f"/api/v1/namespaces/{NAMESPACE}/pods/{name}:{port['containerPort']}/proxy"
 
     def missed(namespace: str) -> dict[str, float]:
         families = text_string_to_metric_families(kubectl.raw(f"{proxy}/metrics"))
