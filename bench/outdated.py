@@ -225,7 +225,7 @@ def render(data: dict[str, Any]) -> str:
         f"{data['date']}, {data['machine']}. Goal: ≤ {data['goal_seconds']} s and "
         f"≤ {data['goal_mib']} MiB.",
         "",
-        "| code | pods listed | median s | runs (s) | peak MiB | goal met |",
+        "| code | pods reported | median s | runs (s) | peak MiB | goal met |",
         "|---|---|---|---|---|---|",
     ]
     for name, result in data["results"].items():
