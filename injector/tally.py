@@ -30,22 +30,33 @@ class Tally:
     and the namespaces' `<prefix>/inject` labels as last seen. Not thread-safe: one consumer
     feeds it."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, labels: Mapping[str, str] | None = None) -> None:
         self.fleet = fleet
         self.counts: Counter[Series] = Counter()
         self.unreadable: dict[PodKey, str] = {}
         """Pods whose status annotation cannot be read: reported, never counted."""
         self._pods: dict[PodKey, tuple[Series, ...]] = {}
-        self._labels: dict[str, str] = {}
+        self._labels: dict[str, str] = dict(labels or {})
         self._shared: dict[tuple[Series, ...], tuple[Series, ...]] = {}
+
+    @classmethod
+    def of(cls, fleet: Fleet, labels: Mapping[str, str], metas: Iterable[PodMeta]) -> Tally:
+        """A tally of a whole list (`metas` consumed one at a time, none kept): how a relist —
+        after 410 Gone, a relabeled namespace or reloaded templates — rebuilds the view."""
+        tally = cls(fleet, labels)
+        for meta in metas:
+            tally.pod(meta)
+        return tally
 
     @property
     def pods(self) -> int:
         """Pods seen (audited or not)."""
         return len(self._pods) + len(self.unreadable)
 
-    def label(self, namespace: str) -> str | None:
-        return self._labels.get(namespace)
+    @property
+    def labels(self) -> dict[str, str]:
+        """The namespaces' inject labels as last seen (a copy)."""
+        return dict(self._labels)
 
     def pod(self, meta: PodMeta) -> None:
         """A pod was added or changed."""
@@ -66,8 +77,8 @@ class Tally:
 
     def namespace(self, name: str, label: str | None) -> bool:
         """A namespace was added or changed (`label`: its inject label, None without one), or
-        deleted (None). True when the label changed: its pods must be judged again, which the
-        caller does with `replace_pods(..., namespace=name)` from a fresh list."""
+        deleted (None). True when the label changed: its pods must be judged again, from a
+        fresh list (`Tally.of`): the tally keeps no pod's metadata."""
         before = self._labels.get(name)
         if label is None:
             self._labels.pop(name, None)
@@ -76,26 +87,11 @@ class Tally:
         return before != label
 
     def replace_namespaces(self, labels: Mapping[str, str]) -> set[str]:
-        """A relist of the namespaces: those whose label changed (their pods to judge again)."""
+        """A relist of the namespaces: those whose label changed (their pods to judge again,
+        from a fresh list)."""
         changed = {n for n in {*labels, *self._labels} if labels.get(n) != self._labels.get(n)}
         self._labels = dict(labels)
         return changed
-
-    def replace_pods(
-        self, metas: Iterable[PodMeta], namespace: str | None = None, fleet: Fleet | None = None
-    ) -> None:
-        """A relist: every pod (of `namespace` only, when given) is judged again from `metas`,
-        with `fleet` from now on when the templates or settings changed (then the relist must
-        be of every pod). Pods the list does not hold are gone."""
-        if fleet is not None:
-            assert namespace is None, "new templates change every pod's states"
-            self.fleet = fleet
-            self._shared.clear()
-        stale = [k for k in (*self._pods, *self.unreadable) if namespace in (None, k[0])]
-        for key in stale:
-            self._forget(key)
-        for meta in metas:
-            self.pod(meta)
 
     def _forget(self, key: PodKey) -> None:
         series = self._pods.pop(key, ())

@@ -91,15 +91,14 @@ def test_the_counts_equal_a_fresh_count_after_any_changes(operations: list[tuple
                     cluster.labels.pop(namespace, None)
                 else:
                     cluster.labels[namespace] = label
-                if tally.namespace(namespace, label):
-                    tally.replace_pods(cluster.metas(namespace), namespace=namespace)
+                if tally.namespace(namespace, label):  # the audit lists the pods again
+                    tally = Tally.of(fleet, tally.labels, cluster.metas())
             case ("relist",):  # a 410 Gone, or the watch restarted: list everything again
-                for namespace in tally.replace_namespaces(cluster.labels):
-                    tally.replace_pods(cluster.metas(namespace), namespace=namespace)
-                tally.replace_pods(cluster.metas())
+                tally.replace_namespaces(cluster.labels)
+                tally = Tally.of(fleet, tally.labels, cluster.metas())
             case ("templates",):
                 fleet = Fleet(EDITED if fleet.catalog is CATALOG else CATALOG, SETTINGS)
-                tally.replace_pods(cluster.metas(), fleet=fleet)
+                tally = Tally.of(fleet, tally.labels, cluster.metas())
         expected = count(fleet, cluster.metas(), cluster.labels)
         assert tally.counts == expected
         assert all(n > 0 for n in tally.counts.values())
@@ -123,7 +122,7 @@ def test_a_relabeled_namespace_asks_for_its_pods_again() -> None:
     assert tally.counts == Counter()
     assert tally.namespace("shop", "obs") is True
     assert tally.namespace("shop", "obs") is False
-    tally.replace_pods([pod], namespace="shop")
+    tally = Tally.of(tally.fleet, tally.labels, [pod])
     assert tally.counts == Counter({("shop", "logs", "missed"): 1, ("shop", "trace", "missed"): 1})
 
 

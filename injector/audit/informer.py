@@ -47,7 +47,7 @@ class Informer:
         self,
         client: Client,
         kind: type[Resource],
-        listed: Callable[[list[dict[str, Any]]], None],
+        listed: Callable[[Iterator[dict[str, Any]]], None],
         changed: Callable[[Event, dict[str, Any]], None],
         restarted: Callable[[str, Restart], None],
     ) -> None:
@@ -89,6 +89,7 @@ class Informer:
                 if version is None or self._relist.is_set():
                     self._relist.clear()
                     version = self._list()
+                    continue  # a relist asked for meanwhile had no watch to interrupt
                 version = self._watch(version)
                 wait = BACKOFF[0]
             except Gone:
@@ -108,13 +109,22 @@ class Informer:
                 wait = min(wait * 2, BACKOFF[1])
 
     def _list(self) -> str:
-        items: list[dict[str, Any]] = []
-        version = ""
-        for page in self._pages():
-            items += [i.get("metadata") or {} for i in page.get("items") or ()]
-            version = str((page.get("metadata") or {}).get("resourceVersion") or "")
-        self.listed(items)
-        log.info("listed", kind=self.name, count=len(items), resource_version=version)
+        """List every object, page by page, into `listed` (which must take them all): only
+        one page's objects are in memory besides what the consumer keeps of each."""
+        versions: list[str] = []
+        count = 0
+
+        def objects() -> Iterator[dict[str, Any]]:
+            nonlocal count
+            for page in self._pages():
+                versions.append(str((page.get("metadata") or {}).get("resourceVersion") or ""))
+                items = page.get("items") or ()
+                count += len(items)
+                yield from (_trimmed(i) for i in items)
+
+        self.listed(objects())
+        version = versions[-1] if versions else ""
+        log.info("listed", kind=self.name, count=count, resource_version=version)
         return version
 
     def _pages(self) -> Iterator[dict[str, Any]]:
@@ -159,7 +169,7 @@ class Informer:
             if obj.get("code") == 410:
                 raise Gone()
             raise ValueError(f"watch error: {obj.get('message') or obj}")
-        metadata = obj.get("metadata") or {}
+        metadata = _trimmed(obj)
         version = str(metadata.get("resourceVersion") or version)
         if kind in ("ADDED", "MODIFIED", "DELETED"):
             self.changed(kind, metadata)
@@ -212,3 +222,12 @@ class Informer:
             return
         log.warning("watch_failed", kind=self.name, error=str(exc) or type(exc).__name__,
                     retry_in_seconds=wait)  # fmt: skip
+
+
+def _trimmed(obj: dict[str, Any]) -> dict[str, Any]:
+    """An object's metadata without managedFields: they mirror every field of the spec (most of
+    a pod's metadata: ~10 KB a pod of a few containers), and a list keeps every page's items
+    until the consumer takes them."""
+    metadata: dict[str, Any] = obj.get("metadata") or {}
+    metadata.pop("managedFields", None)
+    return metadata

@@ -17,7 +17,14 @@ import structlog
 import uvicorn
 from lightkube import Client
 from lightkube.resources.core_v1 import Namespace, Pod
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -117,14 +124,22 @@ class Auditor:
             self.state.synced = True
             log.info("synced", pods=self.tally.pods, namespaces=len(self.namespaces))
 
-    def _pods_listed(self, items: list[dict[str, Any]]) -> None:
-        metas = [pod_meta(item) for item in items]
+    def _pods_listed(self, items: Iterator[dict[str, Any]]) -> None:
+        """A full list, judged into a fresh tally page by page and outside the lock (scrapes
+        and events go on meanwhile; no pod's metadata is kept), then swapped in whole."""
         with self.lock:
-            fleet = None
-            if self.state.catalog is not self.tally.fleet.catalog:
-                fleet = Fleet(self.state.catalog, self.state.settings)
-            self.tally.replace_pods(metas, fleet=fleet)
+            fleet = self.tally.fleet
+            labels = self.tally.labels
+        if self.state.catalog is not fleet.catalog:
+            fleet = Fleet(self.state.catalog, self.state.settings)
+        fresh = Tally.of(fleet, labels, (pod_meta(item) for item in items))
+        with self.lock:
+            relabeled = self.tally.labels != labels
+            fresh.replace_namespaces(self.tally.labels)
+            self.tally = fresh
             self._report_unreadable()
+        if relabeled:  # a namespace changed while listing: its pods were judged before
+            self.pods.relist()
 
     def _pod_changed(self, event: Event, metadata: dict[str, Any]) -> None:
         meta = pod_meta(metadata)
@@ -137,7 +152,8 @@ class Auditor:
         if error is not None:
             log.warning("unreadable_status", namespace=meta.namespace, pod=meta.name, error=error)
 
-    def _namespaces_listed(self, items: list[dict[str, Any]]) -> None:
+    def _namespaces_listed(self, objects: Iterator[dict[str, Any]]) -> None:
+        items = list(objects)
         labels = {}
         for metadata in items:
             value = (metadata.get("labels") or {}).get(self.key)
@@ -245,6 +261,8 @@ def start(
     """Load the templates once (broken ones are reported, as by the webhook) and build the
     auditor; StartupError when the directory cannot be read."""
     registry = CollectorRegistry()
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
     # The webhook's own template metrics (loaded, load errors, reloads): the same loader.
     metrics = Metrics(registry)
     state = AuditState(settings, "deny")
