@@ -56,6 +56,20 @@ class PodMeta(NamedTuple):
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
 
+    @classmethod
+    def of(cls, metadata: Mapping[str, JSON]) -> PodMeta:
+        """From a pod's metadata as the API server sends it (a PartialObjectMetadata's)."""
+        generate_name = metadata.get("generateName")
+        labels = metadata.get("labels")
+        annotations = metadata.get("annotations")
+        return cls(
+            str(metadata.get("namespace") or ""),
+            str(metadata.get("name") or ""),
+            generate_name if isinstance(generate_name, str) and generate_name else None,
+            labels if isinstance(labels, dict) else {},
+            annotations if isinstance(annotations, dict) else {},
+        )
+
 
 class Finding(NamedTuple):
     """One template's state on one pod."""

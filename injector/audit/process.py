@@ -8,7 +8,7 @@ import asyncio
 import signal
 import socket
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,17 +58,6 @@ class AuditState(State):
             "synced": self.synced,
             "not_shutting_down": not self.shutting_down,
         }
-
-
-def pod_meta(metadata: Mapping[str, Any]) -> PodMeta:
-    """What the states read of a pod, from its metadata as the API server sends it."""
-    return PodMeta(
-        str(metadata.get("namespace") or ""),
-        str(metadata.get("name") or ""),
-        metadata.get("generateName") or None,
-        metadata.get("labels") or {},
-        metadata.get("annotations") or {},
-    )
 
 
 class Auditor:
@@ -132,7 +121,7 @@ class Auditor:
             labels = self.tally.labels
         if self.state.catalog is not fleet.catalog:
             fleet = Fleet(self.state.catalog, self.state.settings)
-        fresh = Tally.of(fleet, labels, (pod_meta(item) for item in items))
+        fresh = Tally.of(fleet, labels, (PodMeta.of(item) for item in items))
         with self.lock:
             relabeled = self.tally.labels != labels
             fresh.replace_namespaces(self.tally.labels)
@@ -142,7 +131,7 @@ class Auditor:
             self.pods.relist()
 
     def _pod_changed(self, event: Event, metadata: dict[str, Any]) -> None:
-        meta = pod_meta(metadata)
+        meta = PodMeta.of(metadata)
         with self.lock:
             if event == "DELETED":
                 self.tally.pod_deleted(meta.namespace, meta.name)

@@ -255,14 +255,8 @@ def scan(
             if not sent(pod_namespace, labels):
                 yield PodRecord(pod_namespace, name, owner, PodAudit(skip="excluded_namespace"))
                 continue
-            meta = PodMeta(
-                pod_namespace,
-                name,
-                metadata.get("generateName"),
-                labels,
-                metadata.get("annotations") or {},
-            )
-            yield PodRecord(pod_namespace, name, owner, fleet.audit(meta, label_of(pod_namespace)))
+            audit = fleet.audit(PodMeta.of(metadata), label_of(pod_namespace))
+            yield PodRecord(pod_namespace, name, owner, audit)
 
 
 def namespace_labels(client: Client, namespace: str) -> dict[str, dict[str, str]]:
