@@ -115,10 +115,12 @@ def assert_stored_alike(local: Admission, real: Admission) -> None:
 
 
 def comparable(pod: Obj) -> Obj:
-    """Without what only a real apiserver sets (uid, timestamps, status, a generated name) and
-    with the token volume's random name made constant."""
+    """Without what only a real cluster sets (uid, timestamps, status, a generated name, the
+    node a scheduler bound it to) and with the token volume's random name made constant."""
     pod = copy.deepcopy(pod)
     pod.pop("status", None)
+    # Bound by a scheduler (on a cluster with nodes) once stored, maybe before it is read back.
+    pod["spec"].pop("nodeName", None)
     metadata = pod["metadata"]
     for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields"):
         metadata.pop(key, None)
