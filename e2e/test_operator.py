@@ -13,6 +13,7 @@ import contextlib
 import json
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from e2e.pods import (
     APPS,
     EXCLUDED,
     INJECT,
+    NAMESPACE_LABELS,
     OWNERS,
     PROFILE,
     PROFILE_NAMESPACES,
@@ -594,6 +596,43 @@ def test_outdated_lists_exactly_the_pods_of_the_edited_template(
     finally:
         assert operator.target.apiserver.update_templates(data).allowed
         webhook.edit_templates(data)
+
+
+def test_outdated_names_pods_their_namespace_asked_for_after_they_were_created(
+    operator: Operator,
+) -> None:
+    """A pod created before its namespace was labeled with a profile runs without the
+    profile's sidecars: `outdated` calls it missed, with the command that recreates it, and
+    exits 1 with --exit-code."""
+    kubectl = operator.kubectl
+    namespace = f"e2e-late-{uuid.uuid4().hex[:6]}"
+    kubectl.run("create", "namespace", namespace)
+    try:
+        # Selected by the suite's webhook.namespaceSelector, as every test namespace.
+        kubectl.run(
+            "label", "namespace", namespace, *[f"{k}={v}" for k, v in NAMESPACE_LABELS.items()]
+        )
+        early = bare("early", None)  # no opt-in yet: never sent to the webhook
+        early["metadata"]["namespace"] = namespace
+        kubectl.apply(early)
+        code, before = operator.json("outdated", "-n", namespace, "--exit-code")
+        assert (code, before["workloads"]) == (0, [])
+        kubectl.run("label", "namespace", namespace, f"{INJECT}={PROFILE}")
+        code, after = operator.json("outdated", "-n", namespace, "--exit-code")
+        assert code == 1
+        [workload] = after["workloads"]
+        assert (workload["kind"], workload["name"]) == ("Pod", "early")
+        assert workload["command"] == f"kubectl delete pod early -n {namespace}"
+        [pod] = workload["pods"]
+        args = operator.cluster.release.container["args"]
+        flag = next(a for a in args if a.startswith(f"--profile={PROFILE}="))
+        asked = flag.split("=", 2)[2].split(",")
+        assert {(t["name"], t["state"]) for t in pod["templates"]} == {
+            (name, "missed") for name in asked
+        }
+        assert after["states"]["missed"] == 1
+    finally:
+        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def wait_until_served(operator: Operator, template: str, old: str) -> dict[str, Any]:
