@@ -176,8 +176,13 @@ SHOWN = 100
 253; a request sent by hand may carry anything)."""
 
 
+def shown(text: str) -> str:
+    """`text` as a message or log line shows it: at most SHOWN characters."""
+    return text if len(text) <= SHOWN else text[:SHOWN] + "..."
+
+
 def _quoted(text: str) -> str:
-    cut = text if len(text) <= SHOWN else text[:SHOWN] + "..."
+    cut = shown(text)
     return cut if cut and all(c.isalnum() or c in "-_." for c in cut) else f'"{cut}"'
 
 
@@ -191,8 +196,7 @@ def _namespace_name(request: Mapping[str, JSON], namespace: Mapping[str, JSON]) 
         name = request.get("name")
     if not isinstance(name, str) or not name:
         return "(unnamed)"
-    cut = name if len(name) <= SHOWN else name[:SHOWN] + "..."
-    return f'"{cut}"'
+    return f'"{shown(name)}"'
 
 
 def _labels(obj: Mapping[str, JSON]) -> Mapping[str, JSON] | None:

@@ -18,7 +18,7 @@ from injector.service.http import JSON_TYPE, Refused, read_review, refuse, respo
 from injector.service.metrics import Metrics
 from injector.service.state import State
 from injector.summary import bounded
-from injector.validation import Kind, Verdict, review, review_namespace, subject
+from injector.validation import Kind, Verdict, review, review_namespace, shown, subject
 
 PATH = "/validate"
 LOGGED_ERRORS = 5
@@ -83,17 +83,13 @@ class ValidateEndpoint:
         )
 
 
-LABEL_SHOWN = 100
-"""Characters of a label value the log line keeps (the apiserver allows 63)."""
-
-
 def _label(request: dict[str, Any], key: str) -> str | None:
     """The namespace's inject label value as the log line shows it (not secret), if a string."""
     new = request.get("object")
     metadata = new.get("metadata") if isinstance(new, dict) else None
     labels = metadata.get("labels") if isinstance(metadata, dict) else None
     value = labels.get(key) if isinstance(labels, dict) else None
-    return value[:LABEL_SHOWN] if isinstance(value, str) else None
+    return shown(value) if isinstance(value, str) else None
 
 
 def _log_validation(
