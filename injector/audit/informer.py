@@ -15,7 +15,7 @@ import httpx2 as httpx
 import orjson
 import structlog
 from lightkube import ApiError, Client
-from lightkube.core.resource import Resource
+from lightkube.core.resource import NamespacedResource, Resource
 
 from injector.ops.kube import METADATA_LIST, PAGE
 
@@ -179,7 +179,7 @@ class Informer:
         self, params: dict[str, Any], accept: str, *, stream: bool, watch: bool = False
     ) -> httpx.Response:
         generic = self.client._client
-        namespace = "*" if self.kind.__name__ == "Pod" else None
+        namespace = "*" if issubclass(self.kind, NamespacedResource) else None
         request = generic.prepare_request(
             "list", self.kind, namespace=namespace, watch=watch, params=params,
             headers={"Accept": accept},

@@ -5,6 +5,7 @@ The cluster client is imported when a command runs, so `inject` and `serve` neve
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -186,8 +187,6 @@ def run_outdated(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
 
 
 def _outdated_report(args: argparse.Namespace) -> Report:
-    import dataclasses  # noqa: PLC0415
-
     from injector.fleet import Fleet  # noqa: PLC0415
     from injector.ops.install import catalog_of  # noqa: PLC0415
     from injector.ops.outdated import (  # noqa: PLC0415

@@ -230,14 +230,7 @@ def _injected(target: str, status: str, world: World) -> Explanation:
 def _with_states(found: Explanation, pod: Obj, namespace: str, world: World) -> None:
     """The pod's fleet states (`injector.fleet`, as `outdated` judges them): a live pod the
     webhook would inject now but that runs without it is `missed`, not injected."""
-    metadata = pod.get("metadata") or {}
-    meta = PodMeta(
-        namespace,
-        str(metadata.get("name") or ""),
-        metadata.get("generateName"),
-        metadata.get("labels") or {},
-        metadata.get("annotations") or {},
-    )
+    meta = PodMeta.of({**(pod.get("metadata") or {}), "namespace": namespace})
     label = world.namespace_labels.get(world.settings.inject_key)
     audit = Fleet(world.catalog, world.settings).audit(meta, label)
     found.states = [
