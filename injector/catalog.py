@@ -10,6 +10,8 @@ from injector.errors import InjectionError, LoadError
 from injector.loader import LoadResult
 from injector.template import Template
 
+NONE: Mapping[str, Template] = MappingProxyType({})
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -17,24 +19,35 @@ class Catalog:
 
     templates: Mapping[str, Template] = field(default_factory=dict)
     errors: Mapping[str, tuple[LoadError, ...]] = field(default_factory=dict)
+    last_good: frozenset[str] = frozenset()
+    """Templates that fail to load and are served from the last-good ConfigMap, this
+    process having no good version of its own."""
 
     @classmethod
-    def from_load(cls, result: LoadResult) -> Catalog:
-        return cls(
-            MappingProxyType(dict(result.templates)),
-            MappingProxyType({name: tuple(errs) for name, errs in result.errors.items()}),
-        )
+    def from_load(cls, result: LoadResult, fallback: Mapping[str, Template] = NONE) -> Catalog:
+        return cls().merge(result, fallback)
 
-    def merge(self, result: LoadResult) -> Catalog:
-        """The next catalog after a reload: a template that now fails keeps its last good
-        version; a template no longer present is gone; errors always reflect this load."""
+    def merge(self, result: LoadResult, fallback: Mapping[str, Template] = NONE) -> Catalog:
+        """The next catalog after a reload: a template that now fails keeps the good version
+        this process last loaded, else the one in `fallback` (the last-good ConfigMap: what
+        the audit kept for every replica); a template no longer present is gone; errors
+        always reflect this load."""
         templates = dict(result.templates)
+        kept: set[str] = set()
         for name in result.errors:
-            if name not in templates and name in self.templates:
+            if name in templates:
+                continue
+            if name in self.templates:
                 templates[name] = self.templates[name]
+                if name in self.last_good:
+                    kept.add(name)
+            elif name in fallback:
+                templates[name] = fallback[name]
+                kept.add(name)
         return Catalog(
             MappingProxyType(templates),
             MappingProxyType({name: tuple(errs) for name, errs in result.errors.items()}),
+            frozenset(kept),
         )
 
     def lookup(self, name: str) -> Template | InjectionError:

@@ -75,7 +75,7 @@ def _load_one(name: str, source: Source) -> tuple[Template | None, list[LoadErro
         LoadError(source.label, "duplicate key", format_path(path), line + source.line_offset)
         for path, line in located.duplicate_keys
     ]
-    template, problems = build(name, located.data)
+    template, problems = build(name, located.data, source.text)
     for path, message in problems:
         line = located.line(path)
         errors.append(

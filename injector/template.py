@@ -102,6 +102,8 @@ class Template:
     hidden: bool = False
     """Left out of the lists users see (the available templates in a denial), e.g. the
     chart's own helm-test template; requesting it by name still works."""
+    source: str = field(default="", compare=False, repr=False)
+    """The file's text as it loaded: what the audit keeps in the last-good ConfigMap."""
 
     def render(self, pod: Mapping[str, JSON], overrides: Mapping[str, Value]) -> Rendered:
         """Render for one pod; raises RenderError naming the field that failed."""
@@ -284,8 +286,9 @@ def string_only(path: Path) -> bool:
     return not (key in TYPED_FIELDS or key.endswith(("Seconds", "Threshold")))
 
 
-def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
-    """Validate and compile one template's parsed YAML; problems carry field paths."""
+def build(name: str, raw: JSON, source: str = "") -> tuple[Template | None, list[Problem]]:
+    """Validate and compile one template's parsed YAML (`source`: the text it was parsed
+    from, kept on the template); problems carry field paths."""
     if not DNS1123_LABEL.match(name):
         return None, [
             (
@@ -334,6 +337,7 @@ def build(name: str, raw: JSON) -> tuple[Template | None, list[Problem]]:
         namespaces=namespaces,
         namespace_pattern=_glob_pattern(namespaces),
         hidden=raw.get("hidden", False) is True,
+        source=source,
     )
     return _bind_defaults(template, problems), problems
 

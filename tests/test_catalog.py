@@ -59,3 +59,36 @@ def test_hidden_templates_are_not_offered_but_can_be_requested() -> None:
     assert isinstance(error, InjectionError)
     assert error.message == "template 'nope' not found; available: shown"
     assert not isinstance(found.lookup("helm-test"), InjectionError)
+
+
+def test_a_broken_template_never_loaded_here_is_served_from_the_fallback() -> None:
+    fallback = load_sources([Source("a.yaml", GOOD, "a.yaml")]).templates
+    broken = load_sources([Source("a.yaml", "nope: [", "a.yaml"), Source("b.yaml", GOOD, "b")])
+    catalog = Catalog.from_load(broken, fallback)
+    assert catalog.templates["a"] is fallback["a"]
+    assert catalog.last_good == {"a"}
+    assert list(catalog.errors) == ["a"] and catalog.broken == []
+    # Still broken at the next reload: kept, and still known to come from the fallback.
+    again = catalog.merge(broken)
+    assert again.templates["a"] is fallback["a"] and again.last_good == {"a"}
+    # Fixed: the ConfigMap's version, the fallback no longer involved.
+    fixed = again.merge(load_sources([Source("a.yaml", GOOD2, "a.yaml")]), fallback)
+    assert fixed.templates["a"].digest != fallback["a"].digest
+    assert fixed.last_good == frozenset() and not fixed.errors
+
+
+def test_the_fallback_never_wins_over_memory_nor_revives_a_template() -> None:
+    first = load(a=GOOD)
+    fallback = load_sources(
+        [Source("a.yaml", GOOD2, "a.yaml"), Source("gone.yaml", GOOD, "gone.yaml")]
+    ).templates
+    second = first.merge(load_sources([Source("a.yaml", "nope: [", "a.yaml")]), fallback)
+    assert second.templates["a"] is first.templates["a"]  # what this process served stays
+    assert second.last_good == frozenset()
+    assert "gone" not in second.templates  # only templates that fail to load fall back
+    assert Catalog.from_load(load_sources([]), fallback).templates == {}
+
+
+def test_a_template_keeps_the_text_it_loaded_from() -> None:
+    catalog = load(a=GOOD)
+    assert catalog.templates["a"].source == GOOD

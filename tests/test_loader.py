@@ -284,10 +284,10 @@ def test_an_unexpected_failure_in_one_file_spares_the_others(
 ) -> None:
     real = injector.template.build
 
-    def build(name: str, raw: object) -> object:
+    def build(name: str, raw: object, source: str) -> object:
         if name == "bad":
             raise RuntimeError("surprise")
-        return real(name, raw)
+        return real(name, raw, source)
 
     monkeypatch.setattr(injector.loader, "build", build)
     result = load_sources(

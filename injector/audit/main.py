@@ -13,6 +13,7 @@ import structlog
 
 from injector import offline
 from injector.audit.process import serve, start
+from injector.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from injector.ops.commands import Commands
 from injector.ops.kube import AccessError, connect
 from injector.service.config import LogFormat, LogLevel
@@ -37,6 +38,19 @@ def add(commands: Commands) -> None:
     )
     offline.add_arguments(parser, offline.DEFAULT_TEMPLATES_DIR, namespace_label=False)
     parser.add_argument(
+        "--last-good-dir",
+        type=Path,
+        help="the webhook's --last-good-dir: the mounted last-good ConfigMap (default: none)",
+    )
+    parser.add_argument(
+        "--last-good-configmap",
+        type=_configmap,
+        metavar="NAMESPACE/NAME",
+        help="keep the last version of each template that loaded in this ConfigMap (it must "
+        "exist; needs get and patch on it); the webhook mounts it as --last-good-dir "
+        "(default: none)",
+    )
+    parser.add_argument(
         "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)"
     )
     parser.add_argument("--context", help="kubeconfig context (default: the current one)")
@@ -52,6 +66,13 @@ def add(commands: Commands) -> None:
     parser.set_defaults(handler=run)
 
 
+def _configmap(text: str) -> tuple[str, str]:
+    namespace, slash, name = text.partition("/")
+    if not slash or not DNS1123_LABEL.match(namespace) or not DNS1123_SUBDOMAIN.match(name):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAMESPACE/NAME of a ConfigMap")
+    return namespace, name
+
+
 def run(args: argparse.Namespace) -> int:
     level: LogLevel = args.log_level
     fmt: LogFormat = args.log_format
@@ -61,7 +82,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = offline.settings(args)
         client = connect(args.kubeconfig, args.context)
-        auditor, state, registry, watcher = start(client, settings, Path(args.templates_dir))
+        auditor, state, registry, watcher = start(
+            client,
+            settings,
+            Path(args.templates_dir),
+            args.last_good_dir,
+            args.last_good_configmap,
+        )
     except (offline.UsageError, AccessError, StartupError) as exc:
         log.error("startup_failed", error=str(exc))
         return 2 if isinstance(exc, offline.UsageError) else 1
@@ -78,5 +105,6 @@ def run(args: argparse.Namespace) -> int:
             templates=sorted(state.catalog.templates),
             profiles=dict(settings.routed_profiles),
             native_sidecars=settings.native_sidecars,
+            last_good=None if auditor.last_good is None else auditor.last_good.where,
         )
         return asyncio.run(serve(auditor, state, registry, watcher, sock))

@@ -29,6 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from injector.audit.informer import Event, Informer, Restart
+from injector.audit.lastgood import LastGood
 from injector.fleet import Fleet, PodMeta
 from injector.policy import Settings
 from injector.service.app import ops_app
@@ -64,8 +65,15 @@ class Auditor:
     """The tally fed by the informers' threads (one lock: events, relists and scrapes never
     interleave), and the metrics that read it."""
 
-    def __init__(self, client: Client, state: AuditState, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        client: Client,
+        state: AuditState,
+        registry: CollectorRegistry,
+        last_good: LastGood | None = None,
+    ) -> None:
         self.state = state
+        self.last_good = last_good
         self.lock = threading.Lock()
         self.tally = Tally(Fleet(state.catalog, state.settings))
         self.namespaces: set[str] = set()
@@ -239,25 +247,35 @@ async def serve(
 
 
 async def _follow(auditor: Auditor) -> None:
+    last_good = auditor.last_good
     while True:
+        if last_good is not None and last_good.due(auditor.state.catalog):
+            await asyncio.to_thread(last_good.sync, auditor.state.catalog)
         await asyncio.sleep(FOLLOW_SECONDS)
         auditor.follow()
 
 
 def start(
-    client: Client, settings: Settings, templates_dir: Path
+    client: Client,
+    settings: Settings,
+    templates_dir: Path,
+    last_good_dir: Path | None = None,
+    last_good: tuple[str, str] | None = None,
 ) -> tuple[Auditor, AuditState, CollectorRegistry, Watcher[Any, Any]]:
-    """Load the templates once (broken ones are reported, as by the webhook) and build the
-    auditor; StartupError when the directory cannot be read."""
+    """Load the templates once (broken ones are reported, as by the webhook; `last_good_dir`
+    as its --last-good-dir) and build the auditor, which keeps the ConfigMap `last_good`
+    (namespace, name) in step when given; StartupError when the directory cannot be read."""
     registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
     # The webhook's own template metrics (loaded, load errors, reloads): the same loader.
     metrics = Metrics(registry)
     state = AuditState(settings, "deny")
-    templates = Templates(templates_dir, state, metrics)
+    templates = Templates(templates_dir, state, metrics, last_good_dir=last_good_dir)
     files = templates.read()
     if isinstance(files, str):
         raise StartupError(files)
     templates.load_first(files)
-    return Auditor(client, state, registry), state, registry, Watcher(templates, files)
+    keeper = None if last_good is None else LastGood(client, *last_good, registry)
+    auditor = Auditor(client, state, registry, keeper)
+    return auditor, state, registry, Watcher(templates, files)

@@ -19,13 +19,14 @@ from lightkube.resources.core_v1 import Namespace, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 
 from injector.catalog import Catalog
-from injector.loader import LoadResult, Source, load_sources
+from injector.loader import SUFFIX, LoadResult, Source, load_sources
 from injector.near import nearest
 from injector.ops.certs import decode_bundle, verify
-from injector.ops.install import Install, template_sources
+from injector.ops.install import Install, last_good_sources, template_sources
 from injector.ops.kube import PAGE, AccessError, reading
 from injector.policy import ENABLED
 from injector.summary import SEPARATOR, bounded
+from injector.template import Template
 from injector.validation import label_values, load_errors, namer
 
 Level = Literal["ok", "warn", "fail"]
@@ -67,11 +68,22 @@ class Snapshot:
     templates: list[Source]
     labeled_namespaces: dict[str, str]
     """Namespace → its `<prefix>/inject` label."""
+    last_good: list[Source] | str | None = None
+    """The last-good ConfigMap's files, why it could not be read, or None: the release keeps
+    none."""
 
     @cached_property
     def loaded(self) -> LoadResult:
         """The templates loaded and test-rendered as a replica would: once, for every check."""
         return load_sources(self.templates)
+
+    @cached_property
+    def fallback(self) -> dict[str, Template]:
+        """What a replica starting now serves for each template that fails to load."""
+        if not isinstance(self.last_good, list):
+            return {}
+        wanted = {name + SUFFIX for name in self.loaded.errors}
+        return load_sources(s for s in self.last_good if s.key in wanted).templates
 
 
 def run_checks(snapshot: Snapshot, now: datetime.datetime) -> list[Result]:
@@ -283,8 +295,8 @@ def _templates(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
             "templates",
             f"ConfigMap {name}: {SEPARATOR.join(bounded(errors))}",
             "fix the templates (sidecar-injector validate shows every problem); until then "
-            "replicas that loaded an earlier good version keep injecting it, and a replica "
-            "that starts now has none and denies pods asking for a broken one",
+            "replicas that loaded an earlier good version keep injecting it, and "
+            + _restarted(snapshot),
         )
     else:
         count = len(snapshot.loaded.templates)
@@ -301,7 +313,7 @@ def _templates(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
 
 def _profiles(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
     settings = snapshot.install.config.settings
-    catalog = Catalog.from_load(snapshot.loaded)
+    catalog = Catalog.from_load(snapshot.loaded, snapshot.fallback)
     missing = {
         profile: catalog.missing(names) for profile, names in settings.routed_profiles.items()
     }
@@ -323,6 +335,28 @@ def _denied(snapshot: Snapshot) -> str:
     if snapshot.install.config.on_error == "deny":
         return "denied"
     return "admitted without sidecars (--on-error=allow)"
+
+
+def _restarted(snapshot: Snapshot) -> str:
+    """What a replica that starts now serves for the templates that fail to load."""
+    broken = sorted(snapshot.loaded.errors)
+    kept = {n: t.digest for n, t in snapshot.fallback.items()}
+    where = f"ConfigMap {snapshot.install.last_good_configmap}"
+    served = ", ".join(f"{n} ({kept[n]})" for n in broken if n in kept)
+    denied = ", ".join(n for n in broken if n not in kept)
+    if not denied:
+        return f"a replica that starts now serves the last good version from {where}: {served}"
+    if isinstance(snapshot.last_good, str):
+        why = f" (the last-good ConfigMap could not be read: {snapshot.last_good})"
+    elif snapshot.last_good is None:
+        why = " (the release keeps no last-good ConfigMap: audit.keepLastGood)"
+    else:
+        why = f" ({where} holds no good version of it)" if not served else ""
+    also = f"; it serves the last good version of {served} from {where}" if served else ""
+    return (
+        f"a replica that starts now has no version of {denied}{why}: pods asking for it are "
+        f"{_denied(snapshot)}{also}"
+    )
 
 
 def _failing(names: list[str], snapshot: Snapshot) -> str:
@@ -383,6 +417,7 @@ def snapshot(client: Client, install: Install) -> Snapshot:
         _certificates(client, namespace),
         template_sources(client, install),
         labeled,
+        last_good_sources(client, install),
     )
 
 

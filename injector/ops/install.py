@@ -27,6 +27,7 @@ WEBHOOK: LabelSelector = {**PART_OF, "app.kubernetes.io/component": "webhook"}
 W = TypeVar("W", MutatingWebhookConfiguration, ValidatingWebhookConfiguration)
 TEMPLATES_VOLUME = "templates"
 TLS_VOLUME = "tls"
+LAST_GOOD_VOLUME = "last-good"
 """The chart's names for the webhook pod's two volumes."""
 
 
@@ -44,6 +45,8 @@ class Install:
     validating: ValidatingWebhookConfiguration | None
     templates_configmap: str
     tls_secret: str | None
+    last_good_configmap: str | None = None
+    """The last-good ConfigMap the webhook falls back to; None when the release keeps none."""
 
 
 def find(client: Client, namespace: str) -> Install:
@@ -70,6 +73,7 @@ def find(client: Client, namespace: str) -> Install:
     volumes = {v.name: v for v in pod.volumes or ()}
     configmap = volumes.get(TEMPLATES_VOLUME)
     secret = volumes.get(TLS_VOLUME)
+    last_good = volumes.get(LAST_GOOD_VOLUME)
     if configmap is None or configmap.configMap is None or not configmap.configMap.name:
         raise AccessError(f"deployment {deployment.metadata.name} mounts no templates ConfigMap")
     selector: LabelSelector = {**PART_OF, "app.kubernetes.io/instance": release}
@@ -83,6 +87,7 @@ def find(client: Client, namespace: str) -> Install:
         validating=_first(client, ValidatingWebhookConfiguration, selector),
         templates_configmap=configmap.configMap.name,
         tls_secret=secret.secret.secretName if secret and secret.secret else None,
+        last_good_configmap=last_good.configMap.name if last_good and last_good.configMap else None,
     )
 
 
@@ -104,6 +109,20 @@ def template_sources(client: Client, install: Install) -> list[Source]:
     name = install.templates_configmap
     with reading(client, f"get configmap {name} in namespace {install.namespace}"):
         configmap = client.get(ConfigMap, name, namespace=install.namespace)
+    return object_sources(configmap.data, configmap.binaryData)
+
+
+def last_good_sources(client: Client, install: Install) -> list[Source] | str | None:
+    """The last-good ConfigMap's files; None when the release keeps none, or why it could not
+    be read (absent: nothing to fall back to)."""
+    name = install.last_good_configmap
+    if name is None:
+        return None
+    try:
+        with reading(client, f"get configmap {name} in namespace {install.namespace}"):
+            configmap = client.get(ConfigMap, name, namespace=install.namespace)
+    except AccessError as exc:
+        return str(exc)
     return object_sources(configmap.data, configmap.binaryData)
 
 

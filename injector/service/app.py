@@ -114,7 +114,8 @@ def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
     (`enabled` is the default set); no rendered values."""
     return {
         "templates": [
-            _template(t, name in catalog.errors) for name, t in catalog.templates.items()
+            _template(t, name in catalog.errors, name in catalog.last_good)
+            for name, t in catalog.templates.items()
         ],
         "errors": {name: [str(e) for e in errs] for name, errs in catalog.errors.items()},
         "broken": catalog.broken,
@@ -125,7 +126,7 @@ def describe(catalog: Catalog, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _template(template: Template, stale: bool) -> dict[str, Any]:
+def _template(template: Template, stale: bool, last_good: bool) -> dict[str, Any]:
     return {
         "name": template.name,
         "digest": template.digest,
@@ -143,6 +144,8 @@ def _template(template: Template, stale: bool) -> dict[str, Any]:
         "targetContainers": list(template.target_containers),
         # A newer version of the file failed to load; this is the last good one.
         "stale": stale,
+        # ... and it comes from the last-good ConfigMap, not from this process's memory.
+        "lastGood": last_good,
     }
 
 

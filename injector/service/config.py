@@ -39,6 +39,7 @@ class Config:
     """The effective configuration of one `serve` process."""
 
     templates_dir: Path
+    last_good_dir: Path | None
     tls_cert: Path
     tls_key: Path
     host: str
@@ -71,6 +72,7 @@ class Config:
         """Everything, for the start-up log line (nothing here is secret)."""
         return {
             "templates_dir": str(self.templates_dir),
+            "last_good_dir": str(self.last_good_dir or ""),
             "tls_cert": str(self.tls_cert),
             "tls_key": str(self.tls_key),
             "host": self.host,
@@ -132,6 +134,10 @@ def _path(text: str) -> Path:
     if not text:
         raise ValueError("expected a path")
     return Path(text)
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
 
 
 def _host(text: str) -> str:
@@ -230,6 +236,15 @@ FLAGS: tuple[Flag[object], ...] = (
         "/etc/sidecar-injector/templates",
         _path,
         "directory of <template>.yaml files (the mounted templates ConfigMap)",
+        "DIR",
+    ),
+    Flag(
+        "last-good-dir",
+        "",
+        _optional_path,
+        "directory of the last good version of each template (the mounted last-good "
+        "ConfigMap the audit keeps): served for a template that fails to load and that this "
+        "process never loaded; empty: none",
         "DIR",
     ),
     Flag(

@@ -64,6 +64,11 @@ class Metrics:
         self.template_load_errors = gauge(
             "template_load_errors", "Template files whose last load failed."
         )
+        self.templates_last_good = gauge(
+            "templates_last_good",
+            "Templates that fail to load, served from the last-good ConfigMap (this process "
+            "never loaded a good version of them).",
+        )
         self.config_reloads = counter(
             "config_reloads", "Reloads of the templates directory, by result.", ("result",)
         )
@@ -114,6 +119,7 @@ class Metrics:
         """A catalog was loaded: gauges follow it, its templates get their series."""
         self.templates_loaded.set(len(catalog.templates))
         self.template_load_errors.set(len(catalog.errors))
+        self.templates_last_good.set(len(catalog.last_good))
         if not catalog.errors:
             self.config_last_success.set(now)
         for name in catalog.templates:

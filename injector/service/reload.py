@@ -5,23 +5,37 @@ from __future__ import annotations
 import datetime
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 import structlog
 
 from injector.catalog import Catalog
-from injector.loader import LoadResult, Source, directory_sources, load_sources
+from injector.loader import SUFFIX, LoadResult, Source, directory_sources, load_sources
 from injector.policy import Settings
 from injector.service.metrics import Metrics
 from injector.service.state import State
 from injector.service.tls import KeyPair, Served, TLSError, TLSHolder, build, read_pair
+from injector.template import Template
 from injector.validation import emptied
 
 log = structlog.get_logger("injector.service.reload")
 
 TemplateFiles = tuple[Source, ...] | str
 """Every template file's text, or why the directory could not be listed."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A load of the templates directory, with the last-good versions of the templates that
+    failed, read from the last-good directory (none without one)."""
+
+    result: LoadResult
+    last_good: Mapping[str, Template] = field(default_factory=dict)
+    last_good_problem: str | None = None
+    """Why the last-good directory could not be read, when it was needed."""
 
 
 class Templates:
@@ -37,8 +51,10 @@ class Templates:
         state: State,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        last_good_dir: Path | None = None,
     ) -> None:
         self.directory = directory
+        self.last_good_dir = last_good_dir
         self.state = state
         self.metrics = metrics
         self.clock = clock
@@ -58,39 +74,58 @@ class Templates:
             self._fingerprint = None
             return f"cannot read --templates-dir {self.directory}: {exc}"
 
-    def build(self, files: TemplateFiles) -> LoadResult | str:
-        return files if isinstance(files, str) else load_sources(files)
+    def build(self, files: TemplateFiles) -> Loaded | str:
+        return files if isinstance(files, str) else self._load(files)
+
+    def _load(self, files: tuple[Source, ...]) -> Loaded:
+        """Load the files; for the templates that fail, their last-good versions too (read
+        only then: the directory matters only while a template is broken)."""
+        result = load_sources(files)
+        if not result.errors or self.last_good_dir is None:
+            return Loaded(result)
+        wanted = {name + SUFFIX for name in result.errors}
+        try:
+            sources = [s for s in directory_sources(self.last_good_dir) if s.key in wanted]
+        except OSError as exc:
+            return Loaded(result, last_good_problem=f"cannot read {self.last_good_dir}: {exc}")
+        return Loaded(result, MappingProxyType(load_sources(sources).templates))
 
     def load_first(self, files: tuple[Source, ...]) -> None:
         """Start-up: broken templates are logged and denied on request, never fatal."""
-        catalog = Catalog.from_load(load_sources(files))
+        loaded = self._load(files)
+        catalog = Catalog.from_load(loaded.result, loaded.last_good)
         self.state.swap_catalog(catalog)
         self.metrics.catalog(catalog, self.clock())
-        log_load_errors(catalog)
+        self._log_load_errors(catalog, loaded)
         log.info("templates_loaded", templates=sorted(catalog.templates), broken=catalog.broken)
         log_missing_profile_templates(catalog, self.state.settings)
 
-    def apply(self, built: LoadResult | str) -> None:
+    def apply(self, built: Loaded | str) -> None:
         if isinstance(built, str):
             log.error("templates_reload_failed", error=built, kept="all templates as they were")
             self.metrics.templates_reload_failed()
             return
         old = self.state.catalog
-        refused = emptied(old.templates, built)
+        refused = emptied(old.templates, built.result)
         if refused is not None:
             log.error("templates_reload_refused", reason=refused, kept=sorted(old.templates))
             self.metrics.templates_reload_failed()
             return
-        new = old.merge(built)
+        new = old.merge(built.result, built.last_good)
         self.state.swap_catalog(new)
         self.metrics.templates_reloaded(new, self.clock())
-        log_load_errors(new)
+        self._log_load_errors(new, built)
         level = log.warning if new.errors else log.info
         level("templates_reloaded", **changes(old, new))
         log_missing_profile_templates(new, self.state.settings)
 
     def crashed(self) -> None:
         self.metrics.templates_reload_failed()
+
+    def _log_load_errors(self, catalog: Catalog, loaded: Loaded) -> None:
+        log_load_errors(catalog, self.last_good_dir)
+        if loaded.last_good_problem is not None:
+            log.error("last_good_unreadable", error=loaded.last_good_problem)
 
 
 Fingerprint = tuple[object, ...]
@@ -117,13 +152,26 @@ def _fingerprint(directory: Path) -> Fingerprint:
     return tuple(sorted(found))
 
 
-def log_load_errors(catalog: Catalog) -> None:
-    """One line per failed template, each problem with its file, field and line."""
+def log_load_errors(catalog: Catalog, last_good_dir: Path | None = None) -> None:
+    """One line per failed template, each problem with its file, field and line, and what
+    is served instead: the version this process loaded before, the last good version from
+    the last-good directory, or nothing."""
     for name, errors in sorted(catalog.errors.items()):
+        template = catalog.templates.get(name)
+        if template is None:
+            instead: dict[str, str] = {"serving": "nothing (denied)"}
+        elif name in catalog.last_good:
+            instead = {
+                "serving": "last good version",
+                "digest": template.digest,
+                "from": str(last_good_dir),
+            }
+        else:
+            instead = {"serving": "previous version", "digest": template.digest}
         log.warning(
             "template_load_failed",
             template=name,
-            serving="previous version" if name in catalog.templates else "nothing (denied)",
+            **instead,
             errors=[
                 {"file": e.file, "line": e.line, "field": e.path, "message": e.message}
                 for e in errors

@@ -75,7 +75,9 @@ class Service:
             collector(registry=registry)
         metrics = Metrics(registry)
         state = State(config.settings, config.on_error)
-        templates = Templates(config.templates_dir, state, metrics)
+        templates = Templates(
+            config.templates_dir, state, metrics, last_good_dir=config.last_good_dir
+        )
         files = templates.read()
         if isinstance(files, str):
             raise StartupError(files)

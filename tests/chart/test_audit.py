@@ -13,7 +13,17 @@ import pytest
 
 from injector.cli import build_parser
 
-from .helm import NAMESPACE, RELEASE, Helm, Manifest, component, flags, only, webhook_container
+from .helm import (
+    NAMESPACE,
+    RELEASE,
+    Helm,
+    Manifest,
+    component,
+    flags,
+    only,
+    webhook_container,
+    webhook_object,
+)
 from .test_validate import K8S_VERSIONS
 
 SETTINGS_FLAGS = (
@@ -22,7 +32,16 @@ SETTINGS_FLAGS = (
     "--exclude-namespaces",
     "--native-sidecars",
 )
-AUDIT_KINDS = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+AUDIT_KINDS = [
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Deployment",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "ServiceAccount",
+]
 SETTINGS: dict[str, Any] = {
     "config": {
         "annotationPrefix": "injector.example.com",
@@ -264,3 +283,44 @@ def test_network_policy_lets_the_audit_reach_the_api_server(helm: Helm) -> None:
     assert policy["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "audit"
     assert policy["policyTypes"] == ["Ingress"], "egress stays open for the kube-apiserver"
     assert policy["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]
+
+
+def test_the_last_good_configmap_is_kept_by_the_audit_and_mounted_by_the_webhook(
+    default_docs: list[Manifest],
+) -> None:
+    configmap = audit(default_docs, "ConfigMap")
+    name = configmap["metadata"]["name"]
+    assert name == f"{RELEASE}-last-good"
+    assert "data" not in configmap, "its data is the audit's: an upgrade must not reset it"
+    role = audit(default_docs, "Role")
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [name],
+         "verbs": ["get", "patch"]}
+    ]  # fmt: skip
+    binding = audit(default_docs, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == audit(default_docs, "ClusterRoleBinding")["subjects"]
+    args = parsed(default_docs)
+    assert args.last_good_configmap == (NAMESPACE, name)
+    webhook = webhook_container(default_docs)
+    for spec, mounts, directory in (
+        (pod_spec(default_docs), container(default_docs)["volumeMounts"], args.last_good_dir),
+        (
+            webhook_object(default_docs, "Deployment")["spec"]["template"]["spec"],
+            webhook["volumeMounts"],
+            flags(webhook)["--last-good-dir"],
+        ),
+    ):
+        volume = {v["name"]: v for v in spec["volumes"]}["last-good"]
+        assert volume["configMap"] == {"name": name, "optional": True}
+        mount = {m["name"]: m for m in mounts}["last-good"]
+        assert (mount["mountPath"], mount["readOnly"]) == (str(directory), True)
+
+
+def test_no_last_good_configmap_when_not_kept(helm: Helm) -> None:
+    docs = helm.template({"audit": {"keepLastGood": False}})
+    assert sorted(d["kind"] for d in audit_docs(docs)) == [
+        k for k in AUDIT_KINDS if k not in ("ConfigMap", "Role", "RoleBinding")
+    ]
+    assert parsed(docs).last_good_configmap is None and parsed(docs).last_good_dir is None
+    assert "--last-good-dir" not in flags(webhook_container(docs))

@@ -9,7 +9,7 @@ import yaml
 
 from injector.template import TOP_KEYS
 
-from .helm import CHART_DIR, REPO_ROOT, Helm, Manifest
+from .helm import CHART_DIR, RELEASE, REPO_ROOT, Helm, Manifest
 
 CONFIGMAP = "templates/templates-configmap.yaml"
 EXAMPLES_DIR = REPO_ROOT / "examples" / "templates"
@@ -72,7 +72,10 @@ def test_empty_configmap_is_still_valid(helm: Helm) -> None:
 
 def test_existing_configmap_means_none_is_rendered(helm: Helm) -> None:
     docs = helm.template({"templatesConfigMap": {"existing": "gitops-templates"}})
-    assert not [d for d in docs if d["kind"] == "ConfigMap"]
+    # Only the audit's last-good ConfigMap is left.
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"] == [
+        f"{RELEASE}-last-good"
+    ]
 
 
 def test_every_template_is_a_yaml_mapping(helm: Helm) -> None:

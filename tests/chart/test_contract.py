@@ -77,7 +77,7 @@ class Release:
     def templates(self) -> dict[str, dict[str, Any]]:
         """The templates ConfigMap (the one the Pods mount), name -> parsed template."""
         pod = webhook_object(self.docs, "Deployment")["spec"]["template"]["spec"]
-        [name] = [volume["configMap"]["name"] for volume in pod["volumes"] if "configMap" in volume]
+        [name] = [v["configMap"]["name"] for v in pod["volumes"] if v["name"] == "templates"]
         configmap = named(self.docs, "ConfigMap", name)
         return {
             key.removesuffix(".yaml"): yaml.safe_load(text)

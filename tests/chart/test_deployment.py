@@ -19,6 +19,7 @@ APP_VERSION: str = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["appVe
 # Every flag of `sidecar-injector serve` (the service's contract) except --dev.
 SERVE_FLAGS = {
     "--templates-dir",
+    "--last-good-dir",
     "--tls-cert",
     "--tls-key",
     "--host",
@@ -73,6 +74,7 @@ def test_default_args(helm: Helm) -> None:
         "--log-format": "json",
         "--shutdown-delay": "5",
         "--graceful-timeout": "10",
+        "--last-good-dir": "/etc/sidecar-injector/last-good",
     }
     assert set(flags(container(helm))) == SERVE_FLAGS - {"--profile"}, "one per profile"
     assert "command" not in container(helm), "the image's ENTRYPOINT runs the service"
@@ -122,6 +124,7 @@ def test_every_config_value_reaches_the_args(helm: Helm) -> None:
         "--shutdown-delay": "8",
         "--graceful-timeout": "30",
         "--profile": "logs=log-shipper;mesh=envoy-proxy,trace-agent",
+        "--last-good-dir": "/etc/sidecar-injector/last-good",
     }
     assert {p["name"]: p["containerPort"] for p in got["ports"]} == {"https": 9443, "metrics": 9090}
 
@@ -163,8 +166,14 @@ def test_mounts_match_the_path_flags(helm: Helm) -> None:
     c = container(helm)
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     args = flags(c)
-    assert set(mounts) == {"/etc/sidecar-injector/templates", "/etc/sidecar-injector/tls", "/tmp"}
+    assert set(mounts) == {
+        "/etc/sidecar-injector/templates",
+        "/etc/sidecar-injector/last-good",
+        "/etc/sidecar-injector/tls",
+        "/tmp",
+    }
     assert args["--templates-dir"] == "/etc/sidecar-injector/templates"
+    assert args["--last-good-dir"] == "/etc/sidecar-injector/last-good"
     for key in ("--tls-cert", "--tls-key"):
         assert str(Path(args[key]).parent) == "/etc/sidecar-injector/tls"
     assert mounts["/etc/sidecar-injector/templates"]["readOnly"] is True

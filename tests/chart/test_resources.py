@@ -245,7 +245,8 @@ def test_helm_test_pod_is_injected_by_the_offline_cli(
     """The chart's ConfigMap, laid out as the kubelet would, injects what the test Pod wants."""
     templates = tmp_path / "templates"
     templates.mkdir()
-    for key, text in only(default_docs, "ConfigMap")["data"].items():
+    templates_configmap = named(default_docs, "ConfigMap", f"{RELEASE}-templates")
+    for key, text in templates_configmap["data"].items():
         (templates / key).write_text(text)
     pod = only(default_docs, "Pod")
     manifest = tmp_path / "pod.yaml"

@@ -41,7 +41,16 @@ ALWAYS = [
 ]
 OWN_CA = ["Certificate", "Certificate", "Issuer", "Issuer"]
 HELM_TEST = ["Pod"]
-AUDIT = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+AUDIT = [
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Deployment",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "ServiceAccount",
+]
 WEBHOOK_KINDS: dict[str, list[str]] = {
     "defaults": ALWAYS + OWN_CA + HELM_TEST,
     "own-issuer-values": ALWAYS + OWN_CA + HELM_TEST,

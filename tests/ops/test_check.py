@@ -15,7 +15,7 @@ from lightkube.resources.admissionregistration_v1 import (
 )
 from lightkube.resources.apps_v1 import Deployment
 
-from injector.loader import Source
+from injector.loader import Source, load_sources
 from injector.ops.certs import covers, decode_bundle, verify
 from injector.ops.check import Result, Snapshot, Unverifiable, run_checks
 from injector.ops.install import Install, service_config
@@ -323,3 +323,37 @@ def test_a_serving_secret_it_may_not_read_is_a_warning() -> None:
     results = run_checks(snapshot(serving_chain=Unverifiable("not verified: no permission")), NOW)
     assert ("serving certificate", "not verified: no permission") in failures(results)
     assert all(r.level != "fail" for r in results)
+
+
+def test_a_broken_template_says_what_a_replica_starting_now_serves() -> None:
+    broken = [Source("log-shipper.yaml", "containers: [", "log-shipper.yaml")]
+    keeping = dataclasses.replace(
+        install(args=["--profile=mesh=log-shipper"]),
+        last_good_configmap="sidecar-injector-last-good",
+    )
+    good = Source("log-shipper.yaml", GOOD, "log-shipper.yaml")
+
+    def fix(**changes: Any) -> str:
+        results = run_checks(snapshot(templates=broken, **changes), NOW)
+        [found] = [r for r in results if r.check == "templates"]
+        assert found.level == "fail"
+        return found.fix
+
+    digest = load_sources([good]).templates["log-shipper"].digest
+    served = fix(install=keeping, last_good=[good])
+    assert served.endswith(
+        "a replica that starts now serves the last good version from ConfigMap "
+        f"sidecar-injector-last-good: log-shipper ({digest})"
+    )
+    # The profile still gets its template: no second failure for it.
+    assert "profiles" not in [c for c, _ in failures(run_checks(
+        snapshot(templates=broken, install=keeping, last_good=[good]), NOW
+    ))]  # fmt: skip
+    assert fix(install=keeping, last_good=[]).endswith(
+        "a replica that starts now has no version of log-shipper (ConfigMap "
+        "sidecar-injector-last-good holds no good version of it): pods asking for it are denied"
+    )
+    assert "(the last-good ConfigMap could not be read: forbidden)" in fix(
+        install=keeping, last_good="forbidden"
+    )
+    assert "(the release keeps no last-good ConfigMap: audit.keepLastGood)" in fix()

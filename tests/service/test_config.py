@@ -22,6 +22,7 @@ def test_defaults() -> None:
     config = load(parse(), {})
     assert config.summary() == {
         "templates_dir": "/etc/sidecar-injector/templates",
+        "last_good_dir": "",
         "tls_cert": "/etc/sidecar-injector/tls/tls.crt",
         "tls_key": "/etc/sidecar-injector/tls/tls.key",
         "host": "0.0.0.0",
@@ -49,7 +50,7 @@ def test_every_flag_has_an_environment_variable() -> None:
         + ("PROFILES" if f.name == "profile" else f.name.replace("-", "_").upper())
         for f in FLAGS
     ]
-    assert len(FLAGS) == 18
+    assert len(FLAGS) == 19
 
 
 def test_profiles_from_repeated_flags_or_one_variable() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +15,7 @@ import pytest
 
 from injector.service.sample import review
 from tests.service.process import Connection, Service, running
-from tests.service.support import Mounts, stamped, stamps, trusting
+from tests.service.support import KubeletVolume, Mounts, stamped, stamps, trusting
 
 BAD_NAME = "description: broken\ncontainers:\n  - name: Not_A_Name\n    image: busybox\n"
 """Valid YAML, invalid template: the error names the file, the field and line 3."""
@@ -206,3 +208,38 @@ def test_swap_to_first_answer_using_the_new_template(
     )
     assert worst <= 2.0
     assert reloads(service, "success") == SWAPS
+
+
+def test_a_replica_started_while_a_template_is_broken_serves_its_last_good_version(
+    mounts: Mounts, tmp_path: Path
+) -> None:
+    """The restart the last-good ConfigMap exists for: alpha broken in the templates ConfigMap,
+    its last good version in the last-good one, a broken copy of beta there too."""
+    mounts.templates.write({"alpha.yaml": BAD_NAME, "beta.yaml": BAD_NAME})
+    last_good = KubeletVolume(tmp_path / "last-good")
+    last_good.write({"alpha.yaml": stamped("alpha", 7), "beta.yaml": "containers: 3\n"})
+    with (
+        running(mounts.args(f"--last-good-dir={last_good.root}")) as service,
+        closing(Connection.opened(service.port, trusting(mounts.ca))) as connection,
+    ):
+        assert stamps(ask(connection, "alpha")) == {"alpha": "7"}
+        denied = ask(connection, "beta")  # no good version anywhere: denied, as before
+        assert denied["allowed"] is False
+        assert "'beta' failed to load and has no previous good version" in str(denied)
+        assert service.metric("sidecar_injector_templates_last_good") == 1
+        shown = debug(service)
+        assert {t["name"]: (t["stale"], t["lastGood"]) for t in shown["templates"]} == {
+            "alpha": (True, True)
+        }
+        assert shown["broken"] == ["beta"]
+        failed = {e["template"]: e for e in service.events("template_load_failed")}
+        assert failed["alpha"]["serving"] == "last good version"
+        assert failed["alpha"]["from"] == str(last_good.root)
+        assert failed["alpha"]["digest"] == shown["templates"][0]["digest"]
+        assert failed["beta"]["serving"] == "nothing (denied)"
+
+        # Fixed in the templates ConfigMap: its version serves, the fallback is done with.
+        mounts.templates.write({"alpha.yaml": stamped("alpha", 8)})
+        wait_for(connection, "alpha", showing(alpha=8))
+        assert service.metric("sidecar_injector_templates_last_good") == 0
+        assert [t["lastGood"] for t in debug(service)["templates"]] == [False]

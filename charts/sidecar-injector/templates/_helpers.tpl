@@ -181,6 +181,15 @@ included), since their pods are never injected and would all count as missed.
 {{- include "sidecar-injector.suffixed" (list . "audit") }}
 {{- end }}
 
+{{/* The last-good ConfigMap: its name, and whether the release keeps one ("true" or ""). */}}
+{{- define "sidecar-injector.lastGoodName" -}}
+{{- include "sidecar-injector.suffixed" (list . "last-good") }}
+{{- end }}
+
+{{- define "sidecar-injector.keepLastGood" -}}
+{{- if and .Values.audit.enabled .Values.audit.keepLastGood }}true{{- end }}
+{{- end }}
+
 {{- define "sidecar-injector.auditServiceAccountName" -}}
 {{- if .Values.audit.serviceAccount.create }}
 {{- default (include "sidecar-injector.auditName" .) .Values.audit.serviceAccount.name | trunc 63 | trimSuffix "-" }}
