@@ -307,16 +307,15 @@ class Cluster:
         return bool(stored["spec"]["initContainers"][0].get("restartPolicy") == "Always")
 
     @contextmanager
-    def unvalidated_namespace_labels(self) -> Iterator[None]:
-        """The namespace-labels entry out of the stored ValidatingWebhookConfiguration for the
-        body of the `with`, then back: how the suite puts back a test namespace's deliberate
-        typo (e2e-typo's) after a scenario changed it, whatever runs the webhook."""
+    def unvalidated(self, entry: str) -> Iterator[None]:
+        """The validating entry `entry` ("namespace-labels", "templates") out of the stored
+        ValidatingWebhookConfiguration for the body of the `with`, then back: how the suite
+        puts back a test namespace's deliberate typo (e2e-typo's) after a scenario changed it,
+        or lets a broken template edit through, as while the webhook is down."""
         name = only(self.release.docs, "ValidatingWebhookConfiguration")["metadata"]["name"]
         stored = self.kubectl.get("validatingwebhookconfiguration", name)
-        [index] = [
-            i for i, w in enumerate(stored["webhooks"]) if w["name"].startswith("namespace-labels.")
-        ]
-        entry = stored["webhooks"][index]
+        [index] = [i for i, w in enumerate(stored["webhooks"]) if w["name"].startswith(f"{entry}.")]
+        removed = stored["webhooks"][index]
 
         def patch(operation: dict[str, Any]) -> None:
             self.kubectl.run(
@@ -328,7 +327,7 @@ class Cluster:
         try:
             yield
         finally:
-            patch({"op": "add", "path": f"/webhooks/{index}", "value": entry})
+            patch({"op": "add", "path": f"/webhooks/{index}", "value": removed})
 
     def wait_gone(self, kind: str, name: str) -> None:
         """Until the object is deleted, at most NAMESPACE_GONE_TIMEOUT."""

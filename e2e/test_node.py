@@ -33,7 +33,7 @@ from e2e.node import (
     timestamp,
     wait_for_replicas,
 )
-from e2e.pods import APPS, INJECT, Obj, bare
+from e2e.pods import APPS, INJECT, STATUS, Obj, bare
 from e2e.target import Target
 from e2e.tools import COMMAND
 from tests.chart.helm import webhook_object
@@ -420,3 +420,65 @@ def test_pod_creations_while_the_webhook_replicas_are_disrupted(
         assert max(restarts) >= 1, restarts
     else:
         assert not stream.refused, stream.refused[:3]
+
+
+def test_a_replica_started_during_a_broken_edit_serves_the_last_good_version(
+    kube: Cluster, node: NodeWebhook, cluster_target: Target
+) -> None:
+    """A broken log-shipper edit let through (its validating entry removed, as while the
+    webhook is down), then `kubectl rollout restart`: the new replicas never loaded a good
+    log-shipper, yet serve the version the audit kept in the last-good ConfigMap, and pods
+    asking for it are injected with it instead of denied."""
+    [last_good] = [
+        d["metadata"]["name"]
+        for d in kube.release.docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-last-good")
+    ]
+    kubectl = node.kubectl
+    original = node.templates()
+
+    def kept() -> str | None:
+        found = kubectl.get("configmap", last_good, f"--namespace={NAMESPACE}")
+        text: str | None = (found.get("data") or {}).get("log-shipper.yaml")
+        return text
+
+    wait_for(lambda: kept() == original["log-shipper.yaml"], POD_TIMEOUT, "the audit's write")
+    before = set(log_shipper_digests(node).values())
+    assert len(before) == 1
+    name = webhook_object(kube.release.docs, "Deployment")["metadata"]["name"]
+    timeout = f"--timeout={REPLICAS_TIMEOUT:.0f}s"
+    try:
+        with kube.unvalidated("templates"):
+            node.edit_templates({**original, "log-shipper.yaml": "containers: 3\n"})
+        kubectl.run("rollout", "restart", f"deployment/{name}", f"--namespace={NAMESPACE}")
+        kubectl.run("rollout", "status", f"deployment/{name}", f"--namespace={NAMESPACE}",
+                    timeout, timeout=REPLICAS_TIMEOUT + 30)  # fmt: skip
+        replicas = node.ready_pods()
+        for pod in replicas:
+            shown = json.loads(node.ops(pod, "/debug/templates"))
+            [served] = [t for t in shown["templates"] if t["name"] == "log-shipper"]
+            assert (served["stale"], served["lastGood"]) == (True, True), pod
+            assert {served["digest"]} == before
+            assert "log-shipper" in shown["errors"]
+            metrics = Samples.parse(node.ops(pod, "/metrics"))
+            assert metrics.get("sidecar_injector_templates_last_good") == 1
+        admitted = cluster_target.apiserver.admit(bare("last-good-probe"), APPS, dry_run=True)
+        assert admitted.allowed and admitted.pod is not None, admitted
+        status = json.loads(admitted.pod["metadata"]["annotations"][STATUS])
+        assert {t["digest"] for t in status["templates"] if t["name"] == "log-shipper"} == before
+        assert kept() == original["log-shipper.yaml"], "the broken edit never reached it"
+        figure(
+            f"broken log-shipper edit + rollout restart: {len(replicas)} new replicas serve its "
+            f"last good version {before.pop()} from ConfigMap {last_good}; pods injected, none "
+            "denied"
+        )
+    finally:
+        node.edit_templates(original)
+        until_each_replica(
+            node,
+            lambda pod: (
+                not any(
+                    t["stale"] for t in json.loads(node.ops(pod, "/debug/templates"))["templates"]
+                )
+            ),
+        )

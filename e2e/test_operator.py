@@ -165,7 +165,7 @@ def relabeled(operator: Operator, namespace: str, value: str | None) -> Iterator
         if not label(before):
             # A deliberate typo (e2e-typo's) is refused by the namespace-labels webhook: put
             # it back with that entry out of the way (its removal takes a moment to apply).
-            with operator.cluster.unvalidated_namespace_labels():
+            with operator.cluster.unvalidated("namespace-labels"):
                 deadline = time.monotonic() + 30
                 while not label(before):
                     assert time.monotonic() < deadline, f"{namespace}: {INJECT} not restored"

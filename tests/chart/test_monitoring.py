@@ -35,8 +35,9 @@ ALERTS = {
     "SidecarInjectorPodsBlocked": "warning",
     "SidecarInjectorPodsOutdated": "info",
     "SidecarInjectorAuditDown": "warning",
+    "SidecarInjectorLastGoodNotKept": "warning",
 }
-AUDIT_ALERTS = {name for name in ALERTS if "Pods" in name or "Audit" in name}
+AUDIT_ALERTS = {name for name in ALERTS if any(k in name for k in ("Pods", "Audit", "LastGood"))}
 """Rendered only with audit.enabled; they select the audit's job."""
 PROM_DURATION = re.compile(
     r"^(0|([0-9]+y)?([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?([0-9]+ms)?)$"
@@ -68,7 +69,7 @@ def service_metric_names() -> set[str]:
 
 def audit_metric_names(directory: Path) -> set[str]:
     """The metric families only the audit exports (it exports the template metrics too)."""
-    registry = start(cast(Client, None), Settings(), directory)[2]
+    registry = start(cast(Client, None), Settings(), directory, None, ("ns", "last-good"))[2]
     return {family.name for family in registry.collect()} - service_metric_names()
 
 
