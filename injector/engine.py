@@ -10,16 +10,7 @@ from injector.conflicts import Taken
 from injector.errors import InjectionError, SkipReason
 from injector.params import ParamSpec, Value
 from injector.patch import Injection, build
-from injector.policy import (
-    Override,
-    Settings,
-    overrides,
-    pod_skip,
-    profile_templates,
-    request_skip,
-    requested,
-    stray_overrides,
-)
+from injector.policy import Override, Settings, request_skip, select
 from injector.render import RenderError
 from injector.template import Template, status_of
 from injector.types import JSON, AddOp, Obj
@@ -64,35 +55,21 @@ def decide(
     if problem is not None:
         return Decision(errors=(InjectionError("invalid_pod", problem),))
     annotations: Obj = pod["metadata"].get("annotations") or {}
-    skip = pod_skip(annotations, namespace, settings, profile)
-    if skip is not None:
-        return Decision(skip=skip)
-    names = requested(annotations, settings)
-    if names is None:
-        if profile is None:
-            return Decision(skip="not_requested")
-        names = profile_templates(profile, namespace, settings)
-    else:
-        profile = None
-    if isinstance(names, InjectionError):
-        return Decision(errors=(names,), profile=profile)
-    if not names:
-        return Decision(skip="not_requested")
-    given = overrides(annotations, settings)
-    stray = stray_overrides(given, names, settings, catalog.templates) if given else {}
+    selected = select(annotations, namespace, settings, profile, catalog.templates)
+    if isinstance(selected, str):
+        return Decision(skip=selected)
+    names, profile, given, stray, error = selected
+    if error is not None:
+        return Decision(errors=(error,), profile=profile)
     injections, errors = _prepare(pod, namespace, names, catalog, settings, given=given)
     if not injections:
-        return Decision(
-            requested=names, warnings=tuple(stray.values()), errors=tuple(errors), profile=profile
-        )
+        return Decision(requested=names, warnings=stray, errors=tuple(errors), profile=profile)
     native = settings.native_sidecars
     status = _status(injections, profile, native)
     ops, warnings = build(pod, injections, settings.status_key, status, native)
     injected = tuple([i.template.name for i in injections])
     # Positional: keyword arguments make building the tuple measurably dearer on every request.
-    return Decision(
-        None, names, injected, tuple(ops), (*stray.values(), *warnings), tuple(errors), profile
-    )
+    return Decision(None, names, injected, tuple(ops), (*stray, *warnings), tuple(errors), profile)
 
 
 def _prepare(

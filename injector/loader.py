@@ -11,9 +11,10 @@ from pathlib import Path
 
 import yaml
 
+from injector.build import build
 from injector.errors import LoadError
 from injector.lists import ListError, is_list, objects
-from injector.template import Template, build
+from injector.template import Template
 from injector.types import JSON
 from injector.yamlsrc import _Loader, format_path, parse
 

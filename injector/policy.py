@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from injector.errors import InjectionError, SkipReason
 from injector.names import DNS1123_LABEL
@@ -95,6 +96,51 @@ def request_skip(request: Mapping[str, JSON]) -> SkipReason | None:
     if request.get("operation") != "CREATE":
         return "not_create"
     return None
+
+
+class Selection(NamedTuple):
+    """What one pod asks for, once the skip rules let it through."""
+
+    names: tuple[str, ...]
+    """The templates, in order; empty when `error` says why there are none."""
+    profile: str | None
+    """The namespace profile that decided; None when the pod's own annotation did."""
+    overrides: dict[str, list[Override]]
+    """The override annotations by template name (`overrides`)."""
+    warnings: tuple[str, ...] = ()
+    """Override annotations of templates the pod does not request (`stray_overrides`)."""
+    error: InjectionError | None = None
+
+
+def select(
+    annotations: Mapping[str, JSON],
+    namespace: str,
+    settings: Settings,
+    profile: str | None,
+    loaded: Container[str] = (),
+) -> Selection | SkipReason:
+    """The whole policy for one pod, in order: the skip rules, then what it requests (its own
+    `inject` annotation decides alone; without it, the namespace's `profile`), then its
+    override annotations; `loaded` are the templates that exist, for the warnings."""
+    skip = pod_skip(annotations, namespace, settings, profile)
+    if skip is not None:
+        return skip
+    names = requested(annotations, settings)
+    if names is None:
+        if profile is None:
+            return "not_requested"
+        names = profile_templates(profile, namespace, settings)
+    else:
+        profile = None
+    if isinstance(names, InjectionError):
+        return Selection((), profile, {}, (), names)
+    if not names:
+        return "not_requested"
+    given = overrides(annotations, settings)
+    if not given:
+        return Selection(names, profile, given)
+    stray = stray_overrides(given, names, settings, loaded)
+    return Selection(names, profile, given, tuple(stray.values()))
 
 
 def pod_skip(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import injector.build
 import injector.loader
-import injector.template
 from injector.loader import Source, configmap_sources, file_sources, load_directory, load_sources
 from tests.service.support import KubeletVolume
 
@@ -282,7 +282,7 @@ def test_hostile_or_subtle_files_are_load_errors_not_crashes(text: str, expected
 def test_an_unexpected_failure_in_one_file_spares_the_others(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = injector.template.build
+    real = injector.build.build
 
     def build(name: str, raw: object, source: str) -> object:
         if name == "bad":

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from injector.template import TOP_KEYS
+from injector.build import TOP_KEYS
 
 from .helm import CHART_DIR, RELEASE, REPO_ROOT, Helm, Manifest
 
