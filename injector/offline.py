@@ -14,7 +14,7 @@ import yaml
 from injector.catalog import Catalog
 from injector.loader import LoadResult, directory_sources, load_sources
 from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings
-from injector.service.config import (
+from injector.service.parsers import (
     parse_bool,
     parse_names,
     parse_namespace,

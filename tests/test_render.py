@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from injector.loader import directory_sources, load_sources
-from injector.render import ENVIRONMENT, Const, RenderError, Text, _pieces, make_context
+from injector.render import Const, RenderError, Text, _pieces, make_context
+from injector.sandbox import ENVIRONMENT
 from injector.template import Template
 from tests.helpers import VIEW, catalog, template
 

@@ -7,25 +7,16 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Generic, Literal, TypeVar, get_args
+from typing import Generic, Literal, TypeVar
 
-from injector.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
-from injector.policy import (
-    DEFAULT_EXCLUDED,
-    DEFAULT_PREFIX,
-    MAX_TEMPLATES,
-    Settings,
-    check_profile_name,
-)
+from injector.policy import DEFAULT_EXCLUDED, DEFAULT_PREFIX, Settings
+from injector.service import parsers
 
 ENV_PREFIX = "SIDECAR_INJECTOR_"
 
 OnError = Literal["deny", "allow"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "console"]
-
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 T = TypeVar("T")
 
@@ -93,120 +84,6 @@ class Config:
         }
 
 
-# --- value parsers: text in, typed value out, ValueError with "expected ..." otherwise ---
-
-
-def _choice(kind: object) -> Callable[[str], str]:
-    """A parser for the values of a Literal type."""
-    choices: tuple[str, ...] = get_args(kind)
-
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError("expected one of " + ", ".join(choices))
-        return text
-
-    return parse
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or int(text) > 65535:
-        raise ValueError("expected a port number from 0 to 65535 (0 picks a free port)")
-    return int(text)
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError("expected a positive whole number of bytes")
-    return int(text)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3600:
-        raise ValueError("expected a number of seconds from 0 to 3600")
-    return value
-
-
-def _path(text: str) -> Path:
-    if not text:
-        raise ValueError("expected a path")
-    return Path(text)
-
-
-def _optional_path(text: str) -> Path | None:
-    return Path(text) if text else None
-
-
-def _host(text: str) -> str:
-    if not text or any(c.isspace() for c in text):
-        raise ValueError("expected an address such as 0.0.0.0, :: or 127.0.0.1")
-    return text
-
-
-def parse_prefix(text: str) -> str:
-    if len(text) > 253 or not DNS1123_SUBDOMAIN.match(text):
-        raise ValueError("expected a DNS subdomain such as sidecar-injector.io")
-    return text
-
-
-def parse_names(text: str) -> tuple[str, ...]:
-    """Comma-separated DNS-1123 names, without repeats, in their order."""
-    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
-    bad = [n for n in names if not DNS1123_LABEL.match(n)]
-    if bad:
-        raise ValueError(f"{bad[0]!r} is not a DNS-1123 name; expected comma-separated names")
-    return names
-
-
-def parse_profiles(text: str) -> dict[str, tuple[str, ...]]:
-    """`name=t1,t2;other=t3` (each --profile flag is one entry) into name → templates."""
-    profiles: dict[str, tuple[str, ...]] = {}
-    for entry in (e.strip() for e in text.split(";")):
-        if not entry:
-            continue
-        name, equals, names = (part.strip() for part in entry.partition("="))
-        if not equals:
-            raise ValueError(f"{entry!r} is not NAME=template1,template2")
-        problem = check_profile_name(name)
-        if problem is not None:
-            raise ValueError(problem)
-        if name in profiles:
-            raise ValueError(f"profile {name!r} is defined twice")
-        templates = parse_template_names(names)
-        if not templates:
-            raise ValueError(f"profile {name!r} names no templates; expected {name}=t1,t2")
-        profiles[name] = templates
-    return profiles
-
-
-def parse_template_names(text: str) -> tuple[str, ...]:
-    """Template names for one request (a profile, the default set): at most MAX_TEMPLATES."""
-    names = parse_names(text)
-    if len(names) > MAX_TEMPLATES:
-        raise ValueError(f"{len(names)} templates; a pod may request at most {MAX_TEMPLATES}")
-    return names
-
-
-def parse_namespace(text: str) -> str:
-    if not DNS1123_LABEL.match(text):
-        raise ValueError("expected a namespace name (a DNS-1123 label)")
-    return text
-
-
-def _name_set(text: str) -> frozenset[str]:
-    return frozenset(parse_names(text))
-
-
-def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered not in _TRUE | _FALSE:
-        raise ValueError("expected true or false")
-    return lowered in _TRUE
-
-
 @dataclass(frozen=True)
 class Flag(Generic[T]):
     """One flag: its name, environment variable, default and parser."""
@@ -234,14 +111,14 @@ FLAGS: tuple[Flag[object], ...] = (
     Flag(
         "templates-dir",
         "/etc/sidecar-injector/templates",
-        _path,
+        parsers.path,
         "directory of <template>.yaml files (the mounted templates ConfigMap)",
         "DIR",
     ),
     Flag(
         "last-good-dir",
         "",
-        _optional_path,
+        parsers.optional_path,
         "directory of the last good version of each template (the mounted last-good "
         "ConfigMap the audit keeps): served for a template that fails to load and that this "
         "process never loaded; empty: none",
@@ -250,44 +127,44 @@ FLAGS: tuple[Flag[object], ...] = (
     Flag(
         "tls-cert",
         "/etc/sidecar-injector/tls/tls.crt",
-        _path,
+        parsers.path,
         "PEM serving certificate (chain) for the HTTPS port",
         "FILE",
     ),
     Flag(
         "tls-key",
         "/etc/sidecar-injector/tls/tls.key",
-        _path,
+        parsers.path,
         "PEM private key of --tls-cert",
         "FILE",
     ),
-    Flag("host", "0.0.0.0", _host, "bind address of both ports (:: for IPv6)", "ADDR"),
-    Flag("port", "8443", _port, "HTTPS port serving POST /mutate", "PORT"),
+    Flag("host", "0.0.0.0", parsers.host, "bind address of both ports (:: for IPv6)", "ADDR"),
+    Flag("port", "8443", parsers.port, "HTTPS port serving POST /mutate", "PORT"),
     Flag(
         "metrics-port",
         "8080",
-        _port,
+        parsers.port,
         "plain HTTP port serving /metrics, /healthz, /readyz, /debug/templates",
         "PORT",
     ),
     Flag(
         "annotation-prefix",
         DEFAULT_PREFIX,
-        parse_prefix,
+        parsers.parse_prefix,
         "prefix of the pod annotations: <prefix>/inject, <prefix>/status",
         "PREFIX",
     ),
     Flag(
         "default-templates",
         "",
-        parse_template_names,
+        parsers.parse_template_names,
         'comma-separated templates injected for <prefix>/inject: "true"',
         "NAMES",
     ),
     Flag(
         "profile",
         "",
-        parse_profiles,
+        parsers.parse_profiles,
         "NAME=t1,t2: namespaces labeled <prefix>/inject=NAME get these templates (repeatable)",
         "NAME=TEMPLATES",
         repeated_env="PROFILES",
@@ -295,14 +172,14 @@ FLAGS: tuple[Flag[object], ...] = (
     Flag(
         "exclude-namespaces",
         ",".join(sorted(DEFAULT_EXCLUDED)),
-        _name_set,
+        parsers.name_set,
         "comma-separated namespaces that are never injected",
         "NAMES",
     ),
     Flag(
         "native-sidecars",
         "false",
-        parse_bool,
+        parsers.parse_bool,
         "templates' sidecars become init containers with restartPolicy: Always (Kubernetes "
         "1.29+, or 1.28 with the SidecarContainers feature gate); false: regular containers",
         None,
@@ -310,49 +187,49 @@ FLAGS: tuple[Flag[object], ...] = (
     Flag(
         "on-error",
         "deny",
-        _choice(OnError),
+        parsers.choice(OnError),
         "deny: refuse a pod whose injection fails; allow: admit it with a warning",
         "deny|allow",
     ),
     Flag(
         "max-body-bytes",
         "3145728",
-        _positive_int,
+        parsers.positive_int,
         "largest AdmissionReview accepted (413 above)",
         "BYTES",
     ),
     Flag(
         "log-level",
         "info",
-        _choice(LogLevel),
+        parsers.choice(LogLevel),
         "least severe level logged",
         "debug|info|warning|error",
     ),
     Flag(
         "log-format",
         "json",
-        _choice(LogFormat),
+        parsers.choice(LogFormat),
         "json lines, or console for humans (the default with --dev)",
         "json|console",
     ),
     Flag(
         "shutdown-delay",
         "5",
-        _seconds,
+        parsers.seconds,
         "after SIGTERM, seconds to fail readiness and keep serving before stopping",
         "SECONDS",
     ),
     Flag(
         "graceful-timeout",
         "10",
-        _seconds,
+        parsers.seconds,
         "after the delay, seconds to let in-flight requests finish",
         "SECONDS",
     ),
     Flag(
         "dev",
         "false",
-        parse_bool,
+        parsers.parse_bool,
         "throwaway TLS, examples/templates, bind 127.0.0.1, print a curl command",
         None,
     ),
