@@ -1,38 +1,30 @@
 """`check`: is the install healthy? One ✔/⚠/✖ line per check, each ✖ with what to do. The
-cluster is read once into a Snapshot; the checks are plain functions over it."""
+cluster is read once into a Snapshot (`ops.snapshot`); the checks are plain functions over it."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Literal
 from urllib.parse import urlsplit
 
-from lightkube import Client
-from lightkube.generic_resource import create_namespaced_resource
-from lightkube.models.admissionregistration_v1 import MutatingWebhook, ValidatingWebhook
-from lightkube.resources.core_v1 import Namespace, Secret, Service
-from lightkube.resources.discovery_v1 import EndpointSlice
-
 from injector.catalog import Catalog
-from injector.loader import SUFFIX, LoadResult, Source, load_sources
 from injector.near import nearest
 from injector.ops.certs import decode_bundle, verify
-from injector.ops.install import Install, last_good_sources, template_sources
-from injector.ops.kube import PAGE, AccessError, reading
+from injector.ops.snapshot import (
+    Snapshot,
+    Unverifiable,
+    validating_entries,
+    webhook_entries,
+)
 from injector.policy import ENABLED
 from injector.summary import SEPARATOR, bounded
-from injector.template import Template
 from injector.validation import label_values, load_errors, namer
 
 Level = Literal["ok", "warn", "fail"]
 SYMBOLS: dict[Level, str] = {"ok": "✔", "warn": "⚠", "fail": "✖"}
 EXPIRY_WARNING_DAYS = 14
-Certificate = create_namespaced_resource("cert-manager.io", "v1", "Certificate", "certificates")
 
 
 @dataclass(frozen=True)
@@ -45,45 +37,6 @@ class Result:
     def line(self) -> str:
         text = f"{SYMBOLS[self.level]} {self.check}: {self.message}"
         return f"{text}\n    → {self.fix}" if self.fix else text
-
-
-class Unverifiable(str):
-    """The serving certificate could not be read for want of a permission: a warning, since
-    the install itself may be fine."""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """Everything the checks look at, read once."""
-
-    install: Install
-    service_type: str | None
-    """The webhook Service's type; None when there is none."""
-    ready_endpoints: int
-    serving_chain: bytes | str
-    """The serving Secret's tls.crt, or why it could not be read."""
-    certificates: list[tuple[str, str | None, str]] | None
-    """(name, secretName, Ready condition "True"/"False: reason") of cert-manager
-    Certificates in the release namespace; None without cert-manager's CRDs."""
-    templates: list[Source]
-    labeled_namespaces: dict[str, str]
-    """Namespace → its `<prefix>/inject` label."""
-    last_good: list[Source] | str | None = None
-    """The last-good ConfigMap's files, why it could not be read, or None: the release keeps
-    none."""
-
-    @cached_property
-    def loaded(self) -> LoadResult:
-        """The templates loaded and test-rendered as a replica would: once, for every check."""
-        return load_sources(self.templates)
-
-    @cached_property
-    def fallback(self) -> dict[str, Template]:
-        """What a replica starting now serves for each template that fails to load."""
-        if not isinstance(self.last_good, list):
-            return {}
-        wanted = {name + SUFFIX for name in self.loaded.errors}
-        return load_sources(s for s in self.last_good if s.key in wanted).templates
 
 
 def run_checks(snapshot: Snapshot, now: datetime.datetime) -> list[Result]:
@@ -100,16 +53,6 @@ def run_checks(snapshot: Snapshot, now: datetime.datetime) -> list[Result]:
     return [result for check in checks for result in check(snapshot, now)]
 
 
-Webhook = MutatingWebhook | ValidatingWebhook
-
-
-def _entries(install: Install) -> list[Webhook]:
-    entries: list[Webhook] = []
-    if install.mutating is not None:
-        entries += install.mutating.webhooks or []
-    return entries + _validating(install)
-
-
 def _configurations(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
     install = snapshot.install
     release = f"release {install.release!r} in namespace {install.namespace}"
@@ -123,7 +66,7 @@ def _configurations(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Resu
     else:
         names = ", ".join(w.name for w in install.mutating.webhooks)
         yield Result("ok", "webhook configuration", f"mutating entries: {names}")
-    validating = {w.name.split(".", 1)[0] for w in _validating(install)}
+    validating = {w.name.split(".", 1)[0] for w in validating_entries(install)}
     for entry, check, what, value in VALIDATIONS:
         if entry in validating:
             yield Result("ok", check, f"{what} are checked when they are made")
@@ -141,12 +84,8 @@ VALIDATIONS = (
 the chart value that turns it on."""
 
 
-def _validating(install: Install) -> list[ValidatingWebhook]:
-    return install.validating.webhooks or [] if install.validating is not None else []
-
-
 def _endpoints(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
-    entries = _entries(snapshot.install)
+    entries = webhook_entries(snapshot.install)
     if entries and all(w.clientConfig.url for w in entries):
         yield Result("ok", "endpoints", "the webhooks are called at webhook.url")
         return
@@ -190,7 +129,7 @@ def _trust(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
         return
     problems: dict[str, list[str]] = {}
     days: int | None = None
-    for entry in _entries(snapshot.install):
+    for entry in webhook_entries(snapshot.install):
         config = entry.clientConfig
         if config.url:
             name = urlsplit(config.url).hostname or ""
@@ -253,7 +192,7 @@ def _replicas(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
     wanted = 1 if spec is None else spec
     name = deployment.metadata.name if deployment.metadata else "?"
     namespace = snapshot.install.namespace
-    failing_closed = any(w.failurePolicy == "Fail" for w in _entries(snapshot.install))
+    failing_closed = any(w.failurePolicy == "Fail" for w in webhook_entries(snapshot.install))
     if wanted == 0:
         yield Result(
             "fail",
@@ -397,98 +336,3 @@ def _namespaces(snapshot: Snapshot, now: datetime.datetime) -> Iterator[Result]:
 
 
 # --- reading the cluster ---
-
-
-def snapshot(client: Client, install: Install) -> Snapshot:
-    namespace = install.namespace
-    service_type, ready = _service(client, install)
-    key = install.config.settings.inject_key
-    with reading(client, "list namespaces"):
-        labeled = {
-            ns.metadata.name: (ns.metadata.labels or {})[key]
-            for ns in client.list(Namespace, labels={key: None}, chunk_size=PAGE)
-            if ns.metadata and ns.metadata.name
-        }
-    return Snapshot(
-        install,
-        service_type,
-        ready,
-        _serving_chain(client, install),
-        _certificates(client, namespace),
-        template_sources(client, install),
-        labeled,
-        last_good_sources(client, install),
-    )
-
-
-def _service(client: Client, install: Install) -> tuple[str | None, int]:
-    references = [
-        w.clientConfig.service for w in _entries(install) if w.clientConfig.service is not None
-    ]
-    if not references:
-        return None, 0
-    name = references[0].name
-    try:
-        with reading(client, f"get service {name} in namespace {install.namespace}"):
-            service = client.get(Service, name, namespace=install.namespace)
-    except AccessError as exc:
-        if exc.code == 404:
-            return None, 0
-        raise
-    with reading(client, f"list endpointslices in namespace {install.namespace}"):
-        slices = client.list(
-            EndpointSlice,
-            namespace=install.namespace,
-            labels={"kubernetes.io/service-name": name},
-        )
-        ready = sum(
-            1
-            for s in slices
-            for e in s.endpoints or ()
-            if e.conditions is None or e.conditions.ready is not False
-        )
-    return (service.spec.type if service.spec else None) or "ClusterIP", ready
-
-
-def _serving_chain(client: Client, install: Install) -> bytes | str:
-    if install.tls_secret is None:
-        return "the webhook pods mount no serving Secret"
-    name = install.tls_secret
-    try:
-        with reading(client, f"get secret {name} in namespace {install.namespace}"):
-            secret = client.get(Secret, name, namespace=install.namespace)
-    except AccessError as exc:
-        if exc.code == 404:
-            return f"the serving Secret {name} does not exist"
-        if exc.code == 403:
-            return Unverifiable(
-                f"not verified: no permission to get secret {name} (the chart's reader Role "
-                "grants it)"
-            )
-        raise
-    encoded = (secret.data or {}).get("tls.crt")
-    try:
-        return base64.b64decode(encoded or "", validate=True) or f"Secret {name} has no tls.crt"
-    except (binascii.Error, ValueError):
-        return f"Secret {name}'s tls.crt is not base64"
-
-
-def _certificates(client: Client, namespace: str) -> list[tuple[str, str | None, str]] | None:
-    try:
-        with reading(client, f"list certificates.cert-manager.io in namespace {namespace}"):
-            found = list(client.list(Certificate, namespace=namespace))
-    except AccessError as exc:
-        if exc.code == 404:
-            return None  # no cert-manager CRDs: TLS comes from tls.existingSecret
-        raise
-    result = []
-    for certificate in found:
-        spec = certificate.get("spec") or {}
-        conditions = (certificate.get("status") or {}).get("conditions") or []
-        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
-        state = "not issued yet" if ready is None else str(ready.get("status"))
-        if ready is not None and ready.get("status") != "True":
-            state = f"{ready.get('status')}: {ready.get('reason')}: {ready.get('message')}"
-        name = certificate.metadata.name if certificate.metadata else "?"
-        result.append((name or "?", spec.get("secretName"), state))
-    return result

@@ -138,7 +138,8 @@ def _install(client: Client, args: argparse.Namespace) -> Install:
 
 def run_check(args: argparse.Namespace, stdout: TextIO = sys.stdout) -> int:
     def body() -> int:
-        from injector.ops.check import SYMBOLS, run_checks, snapshot  # noqa: PLC0415
+        from injector.ops.check import SYMBOLS, run_checks  # noqa: PLC0415
+        from injector.ops.snapshot import snapshot  # noqa: PLC0415
 
         client = _client(args)
         install = _install(client, args)

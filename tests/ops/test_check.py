@@ -17,8 +17,9 @@ from lightkube.resources.apps_v1 import Deployment
 
 from injector.loader import Source, load_sources
 from injector.ops.certs import covers, decode_bundle, verify
-from injector.ops.check import Result, Snapshot, Unverifiable, run_checks
+from injector.ops.check import Result, run_checks
 from injector.ops.install import Install, service_config
+from injector.ops.snapshot import Snapshot, Unverifiable
 from tests.test_loader import GOOD
 
 NOW = datetime.datetime.now(datetime.UTC)
