@@ -74,9 +74,13 @@ class LocalInjector:
         templates.write(release.templates)
         tls = KubeletVolume(root / "tls")
         tls.write(leaf.secret)
+        # The last-good ConfigMap as a fresh install mounts it: empty until the audit writes.
+        last_good = KubeletVolume(root / "last-good")
+        last_good.write({})
         mounts = {
             release.mount_path("templates"): templates.root,
             release.mount_path("tls"): tls.root,
+            release.mount_path("last-good"): last_good.root,
         }
         args = local_args(release, mounts, port)
         service = Service(args)

@@ -12,13 +12,15 @@ from pathlib import Path
 import structlog
 
 from injector import offline
-from injector.audit.process import serve, start
+from injector.audit.process import Selectors, serve, start
 from injector.names import DNS1123_LABEL, DNS1123_SUBDOMAIN
 from injector.ops.commands import Commands
 from injector.ops.kube import AccessError, connect
+from injector.ops.selectors import parse_selector
 from injector.service.config import LogFormat, LogLevel
 from injector.service.logs import configure
 from injector.service.runner import StartupError, bind
+from injector.types import JSON
 
 log = structlog.get_logger("injector.audit")
 
@@ -50,6 +52,14 @@ def add(commands: Commands) -> None:
         "exist; needs get and patch on it); the webhook mounts it as --last-good-dir "
         "(default: none)",
     )
+    for flag, what in (("namespace", "namespaces"), ("object", "pods")):
+        parser.add_argument(
+            f"--{flag}-selector",
+            type=_selector,
+            metavar="JSON",
+            help=f"the webhook configuration's {flag}Selector, as JSON: {what} it leaves out "
+            "never reach the webhook and are not audited (default: none)",
+        )
     parser.add_argument(
         "--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)"
     )
@@ -64,6 +74,13 @@ def add(commands: Commands) -> None:
     )
     parser.add_argument("--log-format", choices=["json", "console"], default="json")
     parser.set_defaults(handler=run)
+
+
+def _selector(text: str) -> dict[str, JSON] | None:
+    try:
+        return parse_selector(text) or None
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def _configmap(text: str) -> tuple[str, str]:
@@ -86,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
             client,
             settings,
             Path(args.templates_dir),
-            args.last_good_dir,
-            args.last_good_configmap,
+            last_good_dir=args.last_good_dir,
+            last_good=args.last_good_configmap,
+            selectors=Selectors(args.namespace_selector, args.object_selector),
         )
     except (offline.UsageError, AccessError, StartupError) as exc:
         log.error("startup_failed", error=str(exc))

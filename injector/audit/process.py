@@ -5,6 +5,7 @@ and namespaces kept in view by two metadata-only informers, every opted-in pod's
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import socket
 import threading
@@ -31,6 +32,7 @@ from prometheus_client.registry import Collector
 from injector.audit.informer import Event, Informer, Restart
 from injector.audit.lastgood import LastGood
 from injector.fleet import Fleet, PodMeta
+from injector.ops.selectors import matches
 from injector.policy import Settings
 from injector.service.app import ops_app
 from injector.service.metrics import NAMESPACE, Metrics
@@ -39,6 +41,7 @@ from injector.service.runner import QuietServer, StartupError
 from injector.service.state import State
 from injector.service.watch import Watcher
 from injector.tally import Series, Tally
+from injector.types import JSON
 
 log = structlog.get_logger("injector.audit")
 
@@ -61,6 +64,16 @@ class AuditState(State):
         }
 
 
+@dataclass(frozen=True)
+class Selectors:
+    """The webhook configuration's own selectors (the chart's `webhook.namespaceSelector` and
+    `webhook.objectSelector`): the pods they keep from the webhook are not audited, as the
+    namespaces the webhook never sees are not (`outdated` reads them from the configuration)."""
+
+    namespace: dict[str, JSON] | None = None
+    pod: dict[str, JSON] | None = None
+
+
 class Auditor:
     """The tally fed by the informers' threads (one lock: events, relists and scrapes never
     interleave), and the metrics that read it."""
@@ -71,12 +84,19 @@ class Auditor:
         state: AuditState,
         registry: CollectorRegistry,
         last_good: LastGood | None = None,
+        selectors: Selectors = Selectors(),
     ) -> None:
         self.state = state
         self.last_good = last_good
+        self.selectors = selectors
         self.lock = threading.Lock()
-        self.tally = Tally(Fleet(state.catalog, state.settings))
         self.namespaces: set[str] = set()
+        self.unselected: frozenset[str] = frozenset()
+        """Namespaces the namespace selector leaves out: judged as excluded namespaces."""
+        self.pods_listed = False
+        """A pods list has ended: a namespace change after it needs a relist (before it, the
+        list in progress sees the change and lists again itself)."""
+        self.tally = Tally(self._fleet())
         self.pods = Informer(client, Pod, self._pods_listed, self._pod_changed, self._restarted)
         self.namespace_informer = Informer(
             client, Namespace, self._namespaces_listed, self._namespace_changed, self._restarted
@@ -121,27 +141,47 @@ class Auditor:
             self.state.synced = True
             log.info("synced", pods=self.tally.pods, namespaces=len(self.namespaces))
 
+    def _fleet(self, unselected: frozenset[str] = frozenset()) -> Fleet:
+        """A Fleet for the templates now loaded, the namespaces left out excluded."""
+        settings = self.state.settings
+        if unselected:
+            excluded = settings.exclude_namespaces | unselected
+            settings = dataclasses.replace(settings, exclude_namespaces=excluded)
+        return Fleet(self.state.catalog, settings)
+
+    def _selected(self, name: str, labels: dict[str, str]) -> bool:
+        if self.selectors.namespace is None:
+            return True
+        return matches(self.selectors.namespace, {**labels, "kubernetes.io/metadata.name": name})
+
     def _pods_listed(self, items: Iterator[dict[str, Any]]) -> None:
         """A full list, judged into a fresh tally page by page and outside the lock (scrapes
         and events go on meanwhile; no pod's metadata is kept), then swapped in whole."""
         with self.lock:
             fleet = self.tally.fleet
             labels = self.tally.labels
-        if self.state.catalog is not fleet.catalog:
-            fleet = Fleet(self.state.catalog, self.state.settings)
-        fresh = Tally.of(fleet, labels, (PodMeta.of(item) for item in items))
+            unselected = self.unselected
+        excluded = self.state.settings.exclude_namespaces | unselected
+        if self.state.catalog is not fleet.catalog or fleet.settings.exclude_namespaces != excluded:
+            fleet = self._fleet(unselected)
+        metas = (PodMeta.of(item) for item in items)
+        fresh = Tally.of(fleet, labels, (m for m in metas if self._pod_selected(m)))
         with self.lock:
-            relabeled = self.tally.labels != labels
+            relabeled = self.tally.labels != labels or self.unselected != unselected
             fresh.replace_namespaces(self.tally.labels)
             self.tally = fresh
+            self.pods_listed = True
             self._report_unreadable()
         if relabeled:  # a namespace changed while listing: its pods were judged before
             self.pods.relist()
 
+    def _pod_selected(self, meta: PodMeta) -> bool:
+        return self.selectors.pod is None or matches(self.selectors.pod, meta.labels)
+
     def _pod_changed(self, event: Event, metadata: dict[str, Any]) -> None:
         meta = PodMeta.of(metadata)
         with self.lock:
-            if event == "DELETED":
+            if event == "DELETED" or not self._pod_selected(meta):
                 self.tally.pod_deleted(meta.namespace, meta.name)
                 return
             self.tally.pod(meta)
@@ -152,26 +192,39 @@ class Auditor:
     def _namespaces_listed(self, objects: Iterator[dict[str, Any]]) -> None:
         items = list(objects)
         labels = {}
+        unselected = set()
         for metadata in items:
-            value = (metadata.get("labels") or {}).get(self.key)
+            name = str(metadata.get("name"))
+            all_labels = metadata.get("labels") or {}
+            value = all_labels.get(self.key)
             if isinstance(value, str):
-                labels[str(metadata.get("name"))] = value
+                labels[name] = value
+            if not self._selected(name, all_labels):
+                unselected.add(name)
         with self.lock:
             self.namespaces = {str(m.get("name")) for m in items}
             changed = self.tally.replace_namespaces(labels)
-        if changed and self.pods.healthy:
+            reselected = self.unselected != unselected
+            self.unselected = frozenset(unselected)
+            relist = (changed or reselected) and self.pods_listed
+        if relist:
             self.pods.relist()
 
     def _namespace_changed(self, event: Event, metadata: dict[str, Any]) -> None:
         name = str(metadata.get("name"))
-        value = (metadata.get("labels") or {}).get(self.key)
+        all_labels = metadata.get("labels") or {}
+        value = all_labels.get(self.key)
         label = value if isinstance(value, str) and event != "DELETED" else None
+        selected = event == "DELETED" or self._selected(name, all_labels)
         with self.lock:
             if event == "DELETED":
                 self.namespaces.discard(name)
             else:
                 self.namespaces.add(name)
             changed = self.tally.namespace(name, label)
+            before = self.unselected
+            self.unselected = before - {name} if selected else before | {name}
+            changed = changed or self.unselected != before
         if changed:
             # Its pods are judged again from a fresh list: the tally keeps no pod's metadata.
             self.pods.relist()
@@ -259,8 +312,10 @@ def start(
     client: Client,
     settings: Settings,
     templates_dir: Path,
+    *,
     last_good_dir: Path | None = None,
     last_good: tuple[str, str] | None = None,
+    selectors: Selectors = Selectors(),
 ) -> tuple[Auditor, AuditState, CollectorRegistry, Watcher[Any, Any]]:
     """Load the templates once (broken ones are reported, as by the webhook; `last_good_dir`
     as its --last-good-dir) and build the auditor, which keeps the ConfigMap `last_good`
@@ -277,5 +332,5 @@ def start(
         raise StartupError(files)
     templates.load_first(files)
     keeper = None if last_good is None else LastGood(client, *last_good, registry)
-    auditor = Auditor(client, state, registry, keeper)
+    auditor = Auditor(client, state, registry, keeper, selectors)
     return auditor, state, registry, Watcher(templates, files)

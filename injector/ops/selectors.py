@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import orjson
+
 from injector.types import JSON
 
 
@@ -29,6 +31,41 @@ def matches(selector: Mapping[str, JSON] | None, labels: Mapping[str, str]) -> b
         if not ok:
             return False
     return True
+
+
+OPERATORS = frozenset({"In", "NotIn", "Exists", "DoesNotExist"})
+
+
+def parse_selector(text: str) -> dict[str, JSON]:
+    """A LabelSelector given as JSON (`{"matchLabels": {...}, "matchExpressions": [...]}`),
+    checked as the API server checks one; ValueError saying what is wrong."""
+    try:
+        selector = orjson.loads(text) if text.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(selector, dict) or set(selector) - {"matchLabels", "matchExpressions"}:
+        raise ValueError("expected a label selector: {matchLabels: {...}, matchExpressions: [...]}")
+    labels = selector.get("matchLabels") or {}
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        raise ValueError("matchLabels must map label keys to string values")
+    for expression in selector.get("matchExpressions") or ():
+        if not isinstance(expression, dict) or not isinstance(expression.get("key"), str):
+            raise ValueError("each matchExpression needs a key")
+        operator = expression.get("operator")
+        values = expression.get("values") or []
+        if operator not in OPERATORS:
+            raise ValueError(
+                f"operator {operator!r}: expected one of {', '.join(sorted(OPERATORS))}"
+            )
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"{expression['key']}: values must be a list of strings")
+        if (operator in ("In", "NotIn")) != bool(values):
+            raise ValueError(
+                f"{expression['key']}: In and NotIn take values, Exists and DoesNotExist none"
+            )
+    return selector
 
 
 def opted_out(value: str) -> bool:

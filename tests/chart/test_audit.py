@@ -324,3 +324,17 @@ def test_no_last_good_configmap_when_not_kept(helm: Helm) -> None:
     ]
     assert parsed(docs).last_good_configmap is None and parsed(docs).last_good_dir is None
     assert "--last-good-dir" not in flags(webhook_container(docs))
+
+
+def test_the_webhook_selectors_reach_the_audit(helm: Helm) -> None:
+    namespaces = {
+        "matchLabels": {"team": "shop"},
+        "matchExpressions": [{"key": "tier", "operator": "NotIn", "values": ["batch"]}],
+    }
+    pods = {"matchExpressions": [{"key": "sidecars", "operator": "DoesNotExist"}]}
+    args = parsed(
+        helm.template({"webhook": {"namespaceSelector": namespaces, "objectSelector": pods}})
+    )
+    assert (args.namespace_selector, args.object_selector) == (namespaces, pods)
+    defaults = parsed(helm.template())
+    assert (defaults.namespace_selector, defaults.object_selector) == (None, None)

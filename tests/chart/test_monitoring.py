@@ -69,7 +69,7 @@ def service_metric_names() -> set[str]:
 
 def audit_metric_names(directory: Path) -> set[str]:
     """The metric families only the audit exports (it exports the template metrics too)."""
-    registry = start(cast(Client, None), Settings(), directory, None, ("ns", "last-good"))[2]
+    registry = start(cast(Client, None), Settings(), directory, last_good=("ns", "last-good"))[2]
     return {family.name for family in registry.collect()} - service_metric_names()
 
 

@@ -1,0 +1,55 @@
+"""What the audit leaves out, on a real API server (any cluster mode; the audit runs here): the
+webhook configuration's own namespaceSelector and objectSelector, given as flags. Pods they keep
+from the webhook are never injected, so counting them as missed would page someone for nothing;
+a namespace labeled into the selector, or a pod relabeled out of it, moves the counts."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+from e2e.cluster import Cluster
+from e2e.test_audit import _pod, _settings, audit
+
+SELECTED = "audit-scope.e2e.sidecar-injector.io/on"
+SKIP = "audit-scope.e2e.sidecar-injector.io/skip"
+
+
+def test_pods_the_webhook_selectors_leave_out_are_not_audited(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    kubectl = cluster.kubectl
+    suffix = uuid.uuid4().hex[:6]
+    inside, outside = f"e2e-scope-in-{suffix}", f"e2e-scope-out-{suffix}"
+    templates = cluster.release.templates_dir(tmp_path / "templates")
+    namespaces = {"matchLabels": {SELECTED: "true"}}
+    pods = {"matchExpressions": [{"key": SKIP, "operator": "DoesNotExist"}]}
+    kubectl.run("create", "namespace", inside)
+    kubectl.run("create", "namespace", outside)
+    try:
+        kubectl.run("label", "namespace", inside, f"{SELECTED}=true")
+        with audit(
+            tmp_path, cluster.config.kubeconfig, f"--templates-dir={templates}",
+            *_settings(cluster.release), f"--namespace-selector={json.dumps(namespaces)}",
+            f"--object-selector={json.dumps(pods)}",
+        ) as found:  # fmt: skip
+            # Stored without their sidecar, as if no webhook had answered.
+            kubectl.apply(_pod("web", inside, "log-shipper"))
+            skipped = _pod("skipped", inside, "log-shipper")
+            skipped["metadata"]["labels"] = {SKIP: "yes"}
+            kubectl.apply(skipped)
+            kubectl.apply(_pod("web", outside, "log-shipper"))
+            found.until({(inside, "log-shipper", "missed"): 1}, inside)
+            assert not [k for k, v in found.pods().items() if k[0] == outside and v]
+            # Labeled into the namespace selector: its pod now counts.
+            kubectl.run("label", "namespace", outside, f"{SELECTED}=true")
+            found.until({(outside, "log-shipper", "missed"): 1}, outside)
+            # Relabeled out of the object selector: no longer counted.
+            kubectl.run("label", "pod", "web", f"{SKIP}=yes", f"--namespace={outside}")
+            found.until({}, outside)
+            found.until({(inside, "log-shipper", "missed"): 1}, inside)
+        assert "Traceback" not in found.log.read_text()
+    finally:
+        for namespace in (inside, outside):
+            kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
