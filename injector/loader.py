@@ -64,6 +64,13 @@ def load_sources(sources: Iterable[Source]) -> LoadResult:
     return result
 
 
+def stand_ins(result: LoadResult, last_good: Iterable[Source]) -> dict[str, Template]:
+    """The last good versions (`last_good`: the last-good ConfigMap's files) of the templates
+    that failed in `result`: only those are loaded, the others are never read."""
+    wanted = {name + SUFFIX for name in result.errors}
+    return load_sources(s for s in last_good if s.key in wanted).templates if wanted else {}
+
+
 def _load_one(name: str, source: Source) -> tuple[Template | None, list[LoadError]]:
     try:
         located = parse(source.text)

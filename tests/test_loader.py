@@ -10,7 +10,14 @@ import pytest
 
 import injector.build
 import injector.loader
-from injector.loader import Source, configmap_sources, file_sources, load_directory, load_sources
+from injector.loader import (
+    Source,
+    configmap_sources,
+    file_sources,
+    load_directory,
+    load_sources,
+    stand_ins,
+)
 from tests.service.support import KubeletVolume
 
 GOOD = """\
@@ -332,3 +339,18 @@ def test_the_digest_follows_what_pods_get_only() -> None:
     )
     assert digest(base.replace("default: '1'", "default: '2'")) != same
     assert digest(base.replace("x:", "y:")) != same
+
+
+def test_stand_ins_are_the_last_good_versions_of_the_failing_templates_only() -> None:
+    result = load_sources(
+        [Source("a.yaml", "containers: 3\n", "a.yaml"), Source("b.yaml", GOOD, "b.yaml")]
+    )
+    last_good = [
+        Source("a.yaml", GOOD, "a.yaml"),
+        Source("b.yaml", GOOD.replace("busybox", "other"), "b.yaml"),
+        Source("c.yaml", GOOD, "c.yaml"),
+    ]
+    found = stand_ins(result, last_good)
+    assert list(found) == ["a"] and found["a"].source == GOOD
+    assert stand_ins(result, [Source("a.yaml", "containers: 3\n", "a.yaml")]) == {}
+    assert stand_ins(load_sources([Source("b.yaml", GOOD, "b.yaml")]), last_good) == {}

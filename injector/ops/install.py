@@ -18,7 +18,7 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import ConfigMap
 
 from injector.catalog import Catalog
-from injector.loader import Source, load_sources, object_sources
+from injector.loader import Source, load_sources, object_sources, stand_ins
 from injector.ops.kube import AccessError, reading
 from injector.service.config import Config, ConfigError, add_arguments, load
 
@@ -127,8 +127,13 @@ def last_good_sources(client: Client, install: Install) -> list[Source] | str | 
 
 
 def catalog_of(client: Client, install: Install) -> Catalog:
-    """The templates ConfigMap loaded exactly as the service loads it."""
-    return Catalog.from_load(load_sources(template_sources(client, install)))
+    """The templates ConfigMap loaded exactly as a replica starting now loads it: a template
+    that fails to load served from the last-good ConfigMap when that holds a version."""
+    result = load_sources(template_sources(client, install))
+    last_good = last_good_sources(client, install) if result.errors else None
+    if not isinstance(last_good, list):
+        return Catalog.from_load(result)
+    return Catalog.from_load(result, stand_ins(result, last_good))
 
 
 def _first(client: Client, kind: type[W], labels: LabelSelector) -> W | None:

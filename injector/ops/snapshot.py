@@ -15,7 +15,7 @@ from lightkube.models.admissionregistration_v1 import MutatingWebhook, Validatin
 from lightkube.resources.core_v1 import Namespace, Secret, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 
-from injector.loader import SUFFIX, LoadResult, Source, load_sources
+from injector.loader import LoadResult, Source, load_sources, stand_ins
 from injector.ops.install import Install, last_good_sources, template_sources
 from injector.ops.kube import PAGE, AccessError, reading
 from injector.template import Template
@@ -58,8 +58,7 @@ class Snapshot:
         """What a replica starting now serves for each template that fails to load."""
         if not isinstance(self.last_good, list):
             return {}
-        wanted = {name + SUFFIX for name in self.loaded.errors}
-        return load_sources(s for s in self.last_good if s.key in wanted).templates
+        return stand_ins(self.loaded, self.last_good)
 
 
 Webhook = MutatingWebhook | ValidatingWebhook

@@ -13,7 +13,7 @@ from types import MappingProxyType
 import structlog
 
 from injector.catalog import Catalog
-from injector.loader import SUFFIX, LoadResult, Source, directory_sources, load_sources
+from injector.loader import LoadResult, Source, directory_sources, load_sources, stand_ins
 from injector.policy import Settings
 from injector.service.metrics import Metrics
 from injector.service.state import State
@@ -83,12 +83,11 @@ class Templates:
         result = load_sources(files)
         if not result.errors or self.last_good_dir is None:
             return Loaded(result)
-        wanted = {name + SUFFIX for name in result.errors}
         try:
-            sources = [s for s in directory_sources(self.last_good_dir) if s.key in wanted]
+            sources = directory_sources(self.last_good_dir)
         except OSError as exc:
             return Loaded(result, last_good_problem=f"cannot read {self.last_good_dir}: {exc}")
-        return Loaded(result, MappingProxyType(load_sources(sources).templates))
+        return Loaded(result, MappingProxyType(stand_ins(result, sources)))
 
     def load_first(self, files: tuple[Source, ...]) -> None:
         """Start-up: broken templates are logged and denied on request, never fatal."""
