@@ -211,12 +211,23 @@ def test_a_helm_upgrade_to_a_newer_template_format_is_not_refused(
         "fromTheFuture: true\ncontainers: [{name: future, image: 'future:1'}]\n"
     )
     name = templates_configmap(cluster)
+    # The last-good ConfigMap's data is the audit's, not the chart's: an upgrade that changes
+    # the object (its chart label) must leave it. What the audit would write, written here.
+    last_good = f"{name.removesuffix('-templates')}-last-good"
+    kept = {"log-shipper.yaml": cluster.release.templates["log-shipper.yaml"]}
+    cluster.kubectl.run(
+        "patch", "configmap", last_good, f"--namespace={NAMESPACE}", "--type=merge",
+        f"--patch={json.dumps({'data': kept})}",
+    )  # fmt: skip
     try:
         upgraded = cluster.upgrade(newer)
         assert upgraded.returncode == 0, upgraded.stderr
         stored = cluster.kubectl.get("configmap", name, f"--namespace={NAMESPACE}")
         assert "future.yaml" in stored["data"]
         assert stored["metadata"]["labels"]["helm.sh/chart"].endswith("-next")
+        held = cluster.kubectl.get("configmap", last_good, f"--namespace={NAMESPACE}")
+        assert held["metadata"]["labels"]["helm.sh/chart"].endswith("-next")
+        assert held["data"]["log-shipper.yaml"] == kept["log-shipper.yaml"]
         # Going back is the same case the other way round: also not refused.
     finally:
         restored = cluster.upgrade(CHART_DIR)
