@@ -8,11 +8,9 @@ import http.client
 import math
 import os
 import resource
-import shutil
 import ssl
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,25 +25,6 @@ HERE = Path(__file__).resolve().parent
 CORES = len(os.sched_getaffinity(0))
 WRK_TIMEOUT = "10s"
 """Longer than any answer takes, so a slow 1 MiB answer is a latency, not a dropped request."""
-
-
-def ensure_wrk() -> str:
-    """wrk from PATH, else from Debian's package (installed once with apt-get)."""
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("bench: wrk not found, installing Debian's package", file=sys.stderr)
-    try:
-        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=300)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"],
-            check=True,
-            timeout=300,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BenchError(f"wrk is missing and could not be installed: {exc}") from None
-    return shutil.which("wrk") or ""
 
 
 @dataclass
@@ -197,29 +176,53 @@ def run_wrk(
     if meter is None:
         server.truncate_log()
         return None
-    cpu, _, peak, log = meter.finish()
+    measured = meter.finish()
     summary = orjson.loads(done.stdout.strip().splitlines()[-1])
     requests = int(summary["requests"])
-    seconds = summary["duration_us"] / 1e6
     errors = sum(
         int(summary[k])
         for k in ("connect_errors", "read_errors", "write_errors", "timeouts", "non_2xx")
     )
+    latency = {f"{k}_ms": summary[f"{k}_us"] / 1000 for k in ("p50", "p90", "p99", "max", "mean")}
+    return _run(
+        meter,
+        measured,
+        kind="load",
+        scenario=scenario,
+        connections=connections,
+        requests=requests,
+        seconds=summary["duration_us"] / 1e6,
+        errors=errors,
+        latency=latency,
+    )
+
+
+def _run(
+    meter: Meter,
+    measured: tuple[float, float, float, bytes],
+    *,
+    kind: str,
+    scenario: str,
+    connections: int,
+    requests: int,
+    seconds: float,
+    errors: int,
+    latency: dict[str, float],
+) -> Run:
+    """One measurement from what the client saw (`latency`: p50_ms ... mean_ms) and what the
+    meter saw of the server meanwhile."""
+    cpu, _, peak, log = measured
     lines, injected, durations = admissions(log)
     return Run(
-        kind="load",
-        server=server.name,
+        kind=kind,
+        server=meter.server.name,
         scenario=scenario,
         connections=connections,
         seconds=seconds,
         requests=requests,
         errors=errors,
         rps=requests / seconds,
-        p50_ms=summary["p50_us"] / 1000,
-        p90_ms=summary["p90_us"] / 1000,
-        p99_ms=summary["p99_us"] / 1000,
-        max_ms=summary["max_us"] / 1000,
-        mean_ms=summary["mean_us"] / 1000,
+        **latency,
         cpu_ms=cpu * 1000 / max(requests, 1),
         cpu_util=cpu / seconds,
         peak_rss_mib=peak,
@@ -260,34 +263,22 @@ def sequential(server: Server, certs: Certs, scenario: str, body: bytes, count: 
             started = time.perf_counter()
             _post(connection, body)
             latencies.append((time.perf_counter() - started) * 1000)
-        cpu, wall, peak, log = meter.finish()
+        measured = meter.finish()
     finally:
         connection.close()
-    lines, injected, durations = admissions(log)
     latencies.sort()
-    return Run(
+    latency = {f"p{p}_ms": _percentile(latencies, p) for p in (50, 90, 99)}
+    latency |= {"max_ms": latencies[-1], "mean_ms": statistics.fmean(latencies)}
+    return _run(
+        meter,
+        measured,
         kind="sequential",
-        server=server.name,
         scenario=scenario,
         connections=1,
-        seconds=wall,
         requests=count,
+        seconds=measured[1],
         errors=0,
-        rps=count / wall,
-        p50_ms=_percentile(latencies, 50),
-        p90_ms=_percentile(latencies, 90),
-        p99_ms=_percentile(latencies, 99),
-        max_ms=latencies[-1],
-        mean_ms=statistics.fmean(latencies),
-        cpu_ms=cpu * 1000 / count,
-        cpu_util=cpu / wall,
-        peak_rss_mib=peak,
-        logged=lines,
-        injected=injected,
-        server_p50_ms=statistics.median(durations) if durations else 0.0,
-        server_max_ms=max(durations, default=0.0),
-        steal=meter.steal_share,
-        others=meter.others,
+        latency=latency,
     )
 
 
