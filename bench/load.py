@@ -12,6 +12,7 @@ import ssl
 import statistics
 import subprocess
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,8 @@ from typing import Any
 import jsonpatch
 import orjson
 
-from bench.servers import HOST, TICKS, BenchError, Certs, Server
+from bench.servers import HERE, HOST, TICKS, BenchError, Certs, Server
 
-HERE = Path(__file__).resolve().parent
 CORES = len(os.sched_getaffinity(0))
 WRK_TIMEOUT = "10s"
 """Longer than any answer takes, so a slow 1 MiB answer is a latency, not a dropped request."""
@@ -95,7 +95,7 @@ class Meter:
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.reset = server.reset_peak_rss()
+        server.reset_peak_rss()
         self.log_offset = server.log_size()
         self.busy, self.steal = machine_ticks()
         self.own = own_cpu_seconds()
@@ -138,6 +138,23 @@ def admissions(log: bytes) -> tuple[int, int, list[float]]:
     return lines, injected, durations
 
 
+def wrk_command(
+    wrk: str, server: Server, connections: int, seconds: int, threads: int, *flags: str
+) -> list[str]:
+    """wrk with `connections` keep-alive TLS connections for `seconds`, posting the body in
+    $BODY_FILE with bench/wrk.lua (which prints a JSON summary last)."""
+    return [
+        wrk,
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        *flags,
+        "-s",
+        str(HERE / "wrk.lua"),
+        server.url,
+    ]
+
+
 def run_wrk(
     wrk: str,
     server: Server,
@@ -151,17 +168,8 @@ def run_wrk(
 ) -> Run | None:
     """wrk -c`connections` for `duration` seconds over keep-alive TLS; None when warming up."""
     meter = Meter(server) if measure else None
-    argv = [
-        wrk,
-        f"-t{min(threads, connections)}",
-        f"-c{connections}",
-        f"-d{duration}s",
-        f"--timeout={WRK_TIMEOUT}",
-        "--latency",
-        "-s",
-        str(HERE / "wrk.lua"),
-        server.url,
-    ]
+    flags = (f"--timeout={WRK_TIMEOUT}", "--latency")
+    argv = wrk_command(wrk, server, connections, duration, threads, *flags)
     try:
         done = subprocess.run(
             argv,
@@ -252,8 +260,7 @@ def _post(connection: http.client.HTTPSConnection, body: bytes) -> bytes:
 def sequential(server: Server, certs: Certs, scenario: str, body: bytes, count: int) -> Run:
     """`count` requests one after the other on one keep-alive TLS connection (after two warm-up
     requests): the latency of a single admission, measured by the client."""
-    connection = _connection(server, certs)
-    try:
+    with closing(_connection(server, certs)) as connection:
         for _ in range(2):
             _post(connection, body)
         server.truncate_log()
@@ -264,8 +271,6 @@ def sequential(server: Server, certs: Certs, scenario: str, body: bytes, count: 
             _post(connection, body)
             latencies.append((time.perf_counter() - started) * 1000)
         measured = meter.finish()
-    finally:
-        connection.close()
     latencies.sort()
     latency = {f"p{p}_ms": _percentile(latencies, p) for p in (50, 90, 99)}
     latency |= {"max_ms": latencies[-1], "mean_ms": statistics.fmean(latencies)}
@@ -291,11 +296,8 @@ def _percentile(ordered: list[float], percent: float) -> float:
 def check_injection(server: Server, certs: Certs, body: bytes, templates: str) -> None:
     """One request before measuring: allowed, a JSON Patch that applies to the pod, and the
     status annotation naming every requested template (or the benchmark measures a denial)."""
-    connection = _connection(server, certs)
-    try:
+    with closing(_connection(server, certs)) as connection:
         answer = orjson.loads(_post(connection, body))
-    finally:
-        connection.close()
     response = answer.get("response", {})
     if not response.get("allowed") or response.get("patchType") != "JSONPatch":
         raise BenchError(f"{server.name} did not inject {templates}: {str(response)[:500]}")
@@ -310,8 +312,5 @@ def check_injection(server: Server, certs: Certs, body: bytes, templates: str) -
 
 def check_answers(server: Server, certs: Certs, body: bytes) -> None:
     """The baseline answers 200 with its fixed review."""
-    connection = _connection(server, certs)
-    try:
+    with closing(_connection(server, certs)) as connection:
         _post(connection, body)
-    finally:
-        connection.close()

@@ -74,96 +74,40 @@ def load_json(path: Path) -> Results:
     return results
 
 
-LATENCIES: Columns = [
-    ("p50", "p50_ms", "ms"),
-    ("p90", "p90_ms", "ms"),
-    ("p99", "p99_ms", "ms"),
-    ("max", "max_ms", "ms"),
-]
-LOAD: Columns = [
-    ("conns", "conns", ""),
-    ("server", "server", ""),
-    ("req/s", "rps", ",.0f"),
-    *LATENCIES,
-    ("CPU-ms/req", "cpu_ms", ".3f"),
-    ("CPU use", "cpu_util", ".0%"),
-    ("peak RSS MiB", "peak_rss_mib", ".0f"),
-    ("errors", "errors", ".0f"),
-    ("others", "others", ".2f"),
-]
-RATIOS = {
-    "rps": "**x",
-    "p50_ms": "x",
-    "p90_ms": "x",
-    "p99_ms": "**x",
-    "max_ms": "x",
-    "cpu_ms": "x",
-    "peak_rss_mib": "x",
-}
+# The tables, a few columns a line.
+LATENCIES = [("p50", "p50_ms", "ms"), ("p90", "p90_ms", "ms"), ("p99", "p99_ms", "ms")]
+LATENCIES += [("max", "max_ms", "ms")]
+LOAD = [("conns", "conns", ""), ("server", "server", ""), ("req/s", "rps", ",.0f"), *LATENCIES]
+LOAD += [("CPU-ms/req", "cpu_ms", ".3f"), ("CPU use", "cpu_util", ".0%")]
+LOAD += [("peak RSS MiB", "peak_rss_mib", ".0f"), ("errors", "errors", ".0f")]
+LOAD += [("others", "others", ".2f")]
+RATIOS = dict.fromkeys(["p50_ms", "p90_ms", "max_ms", "cpu_ms", "peak_rss_mib"], "x")
+RATIOS |= {"rps": "**x", "p99_ms": "**x"}
 """The ratio row under each load table: the injector's numbers over the baseline's."""
-SEQUENTIAL: Columns = [
-    ("request", "title", ""),
-    ("server", "server", ""),
-    ("requests", "requests", ".0f"),
-    *LATENCIES,
-    ("server-side p50", "server_p50_ms", "ms"),
-    ("CPU-ms/req", "cpu_ms", ".3f"),
-]
-SIZES: Columns = [
-    ("body", "body", ""),
-    ("CPU-ms/adm", "cpu_ms", ".3f"),
-    ("baseline CPU-ms", "base_cpu_ms", ".3f"),
-    ("injector's own", "own", ".3f"),
-    ("own CPU-ms per MiB", "own_per_mib", ".1f"),
-    ("single p50", "single_p50", "ms"),
-    ("baseline single p50", "base_single_p50", "ms"),
-    ("peak RSS MiB (16 conns)", "peak_rss_mib", ".0f"),
-]
-IDLE: Columns = [
-    ("start-up to ready s", "ready_seconds", ".1f"),
-    ("idle RSS MiB", "idle_rss_mib", ".0f"),
-]
-TEMPLATES: Columns = [
-    ("templates loaded", "label", ""),
-    *IDLE,
-    ("idle CPU", "idle_cpu", ".1%"),
-    ("req/s", "rps", ",.0f"),
-    ("p50", "p50_ms", "ms"),
-    ("p99", "p99_ms", "ms"),
-    ("CPU-ms/adm", "cpu_ms", ".3f"),
-    ("single p50", "single_p50", "ms"),
-    ("single p99", "single_p99", "ms"),
-]
-BEFORE_LOAD: Columns = [
-    ("throughput (x baseline)", "rps", "**x"),
-    ("CPU-ms/adm (x baseline)", "cpu", "**x"),
-    ("p99 (x baseline)", "p99", "**x"),
-    ("CPU-ms/adm", "cpu_ms", ".3f"),
-    ("peak RSS MiB", "rss", ".0f"),
-]
-BEFORE_SEQUENTIAL: Columns = [
-    ("p50 ms", "p50_ms", "ms"),
-    ("server-side p50 ms", "server_p50_ms", "ms"),
-    ("CPU-ms/req", "cpu_ms", ".3f"),
-]
-BEFORE_TEMPLATES: Columns = [
-    *IDLE,
-    ("CPU-ms/adm", "cpu_ms", ".3f"),
-    ("p99 ms", "p99_ms", ".2f"),
-]
-SHARES: Columns = [
-    ("component (leaf frame)", "name", ""),
-    ("share before", "then", ".1%"),
-    ("share after", "now", ".1%"),
-    ("µs/adm before", "then_us", ".1f"),
-    ("µs/adm after", "now_us", ".1f"),
-]
-VERDICTS: Columns = [
-    ("target", "target", ""),
-    ("where", "scope", ""),
-    ("measured", "measured", ""),
-    ("verdict", "verdict", ""),
-]
+SEQUENTIAL = [("request", "title", ""), ("server", "server", ""), ("requests", "requests", ".0f")]
+SEQUENTIAL += [*LATENCIES, ("server-side p50", "server_p50_ms", "ms")]
+SEQUENTIAL += [("CPU-ms/req", "cpu_ms", ".3f")]
+SIZES = [("body", "body", ""), ("CPU-ms/adm", "cpu_ms", ".3f")]
+SIZES += [("baseline CPU-ms", "base_cpu_ms", ".3f"), ("injector's own", "own", ".3f")]
+SIZES += [("own CPU-ms per MiB", "own_per_mib", ".1f"), ("single p50", "single_p50", "ms")]
+SIZES += [("baseline single p50", "base_single_p50", "ms")]
+SIZES += [("peak RSS MiB (16 conns)", "peak_rss_mib", ".0f")]
+IDLE = [("start-up to ready s", "ready_seconds", ".1f"), ("idle RSS MiB", "idle_rss_mib", ".0f")]
+TEMPLATES = [("templates loaded", "label", ""), *IDLE, ("idle CPU", "idle_cpu", ".1%")]
+TEMPLATES += [("req/s", "rps", ",.0f"), ("p50", "p50_ms", "ms"), ("p99", "p99_ms", "ms")]
+TEMPLATES += [("CPU-ms/adm", "cpu_ms", ".3f"), ("single p50", "single_p50", "ms")]
+TEMPLATES += [("single p99", "single_p99", "ms")]
+BEFORE_LOAD = [("throughput (x baseline)", "rps", "**x")]
+BEFORE_LOAD += [("CPU-ms/adm (x baseline)", "cpu", "**x"), ("p99 (x baseline)", "p99", "**x")]
+BEFORE_LOAD += [("CPU-ms/adm", "cpu_ms", ".3f"), ("peak RSS MiB", "rss", ".0f")]
+BEFORE_SEQUENTIAL = [("p50 ms", "p50_ms", "ms"), ("server-side p50 ms", "server_p50_ms", "ms")]
+BEFORE_SEQUENTIAL += [("CPU-ms/req", "cpu_ms", ".3f")]
+BEFORE_TEMPLATES = [*IDLE, ("CPU-ms/adm", "cpu_ms", ".3f"), ("p99 ms", "p99_ms", ".2f")]
+SHARES = [("component (leaf frame)", "name", "")]
+SHARES += [("share before", "then", ".1%"), ("share after", "now", ".1%")]
+SHARES += [("µs/adm before", "then_us", ".1f"), ("µs/adm after", "now_us", ".1f")]
+VERDICTS = [("target", "target", ""), ("where", "scope", ""), ("measured", "measured", "")]
+VERDICTS += [("verdict", "verdict", "")]
 
 HOW = (
     "How: one `serve` process with production flags (`--log-level=info`, JSON log lines on "

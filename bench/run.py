@@ -40,16 +40,25 @@ if __package__ in (None, ""):  # run as a script (make bench): make `bench.*` im
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import chart, report, targets, tools
-from bench.load import Run, check_answers, check_injection, run_wrk, sequential, wait_for_quiet
+from bench.load import (
+    Run,
+    check_answers,
+    check_injection,
+    run_wrk,
+    sequential,
+    wait_for_quiet,
+    wrk_command,
+)
 from bench.profile import Profile, record
 from bench.scenarios import EXAMPLES, ONE_TEMPLATE, Scenario, scenarios, template_dir
-from bench.servers import REPO, BenchError, Certs, Server, baseline, running, service
+from bench.servers import HERE, REPO, BenchError, Certs, Server, baseline, running, service
 from bench.targets import INJECTOR, SIX
 
-HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 SEQUENTIAL = {"6kb-1t": 400, "6kb-3t": 400, "100kb": 200, "1mib": 60}
 """Sequential requests per shape (halved with --quick)."""
+VERSIONS = ("uvicorn", "starlette", "uvloop", "httptools", "orjson", "msgspec", "structlog")
+"""The packages whose versions the report names."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -296,17 +305,8 @@ class Session:
             return None
         seconds = self.args.duration
         log(f"profiling {injector.name} with py-spy for {seconds} s under the 6 KB load")
-        argv = [
-            self.wrk,
-            "-t1",
-            "-c16",
-            f"-d{seconds + 3}s",
-            "-s",
-            str(HERE / "wrk.lua"),
-            injector.url,
-        ]
         load = subprocess.Popen(
-            argv,
+            wrk_command(self.wrk, injector, 16, seconds + 3, 1),
             env={"BODY_FILE": str(body), "PATH": "/usr/bin:/bin"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -357,18 +357,7 @@ def meta(args: argparse.Namespace, wrk: str, shapes: list[Scenario]) -> dict[str
         "cores": len(os.sched_getaffinity(0)),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "versions": {
-            name: installed(name)
-            for name in (
-                "uvicorn",
-                "starlette",
-                "uvloop",
-                "httptools",
-                "orjson",
-                "msgspec",
-                "structlog",
-            )
-        },
+        "versions": {name: installed(name) for name in VERSIONS},
         "wrk": wrk_version.strip(),
         "duration": args.duration,
         "warmup": args.warmup,
