@@ -283,49 +283,47 @@ def _sizes(results: Results) -> list[str]:
                 "peak_rss_mib": ours["peak_rss_mib"],
             }
         )
-    if not rows:
-        return []
-    return [
+    return _section(
         "## Cost vs pod size (one template, 16 connections)",
-        "",
         "The injector's own cost is its CPU-ms per admission minus the baseline's for the same "
         "body (uvicorn, TLS and reading the body are in both).",
-        "",
-        *table(SIZES, rows),
-    ]
+        SIZES,
+        rows,
+    )
 
 
 def _templates(results: Results) -> list[str]:
     flat = flatness(results)
     first = min(flat) if flat else None
-    loaded = [("3 (examples)", INJECTOR, False)] + [
-        (f"{int(n):,}", server, True) for n, server in results["templates_loaded"].items()
+    loaded = [("3 (examples)", INJECTOR)] + [
+        (f"{int(n):,}", server) for n, server in results["templates_loaded"].items()
     ]
-    rows = []
-    for label, server, generated in loaded:
-        now = load(results, server, SIX, 16)
-        seq = pick(results["runs"], "sequential", server, SIX)
-        if not (now and seq):
-            continue
-        idle = {"ready_seconds": 0, "idle_rss_mib": 0, "idle_cpu": 0}
-        idle |= results["servers"][server] if generated else results["servers"].get(server, {})
-        growth = f"{now['cpu_ms'] / flat[first]['cpu_ms']:.2f}x" if generated and first else ""
-        rows.append(
-            idle
-            | now
-            | {"label": label, "single_p50": seq["p50_ms"], "single_p99": seq["p99_ms"]}
-            | {"growth": growth}
-        )
-    if not rows:
-        return []
-    return [
+    rows = [
+        {"ready_seconds": 0, "idle_rss_mib": 0, "idle_cpu": 0}
+        | results["servers"].get(server, {})
+        | now
+        | {"label": label, "single_p50": seq["p50_ms"], "single_p99": seq["p99_ms"]}
+        | {
+            "vs": f"{now['cpu_ms'] / flat[first]['cpu_ms']:.2f}x"
+            if first and server != INJECTOR
+            else ""
+        }
+        for label, server in loaded
+        if (now := load(results, server, SIX, 16))
+        and (seq := pick(results["runs"], "sequential", server, SIX))
+    ]
+    return _section(
         "## Cost vs templates loaded (6 KB pod, 1 template, 16 connections)",
-        "",
         "Generated templates (parameters, templated strings, env, volumes, labels; ~1.5 KB each) "
         "plus log-shipper, laid out as the kubelet mounts a ConfigMap; the request is the same.",
-        "",
-        *table([*TEMPLATES, (f"CPU vs {first or '-'}", "growth", "")], rows),
-    ]
+        [*TEMPLATES, (f"CPU vs {first or '-'}", "vs", "")],
+        rows,
+    )
+
+
+def _section(heading: str, intro: str, columns: Columns, rows: list[dict[str, Any]]) -> list[str]:
+    """A heading, a paragraph and a table; nothing without rows."""
+    return [heading, "", intro, "", *table(columns, rows)] if rows else []
 
 
 def _profile(results: Results, before: Results | None = None) -> list[str]:
