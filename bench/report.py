@@ -409,18 +409,21 @@ def _notes(results: Results) -> list[str]:
             )
         if run["server"] != BASELINE and run["injected"] < run["logged"]:
             notes.append(f"{where}: only {run['injected']} of {run['logged']} admissions injected.")
-    for key, limit, what, share, noisier in (
-        ("others", 0.15, "Other processes on the machine were busy", ".2f", " cores"),
-        ("steal", 0.05, "The hypervisor took CPU time from this machine", ".0%", ""),
-    ):
-        if busy := [r for r in results["runs"] if r.get(key, 0) > limit]:
-            worst = max(busy, key=lambda r: r[key])
-            notes.append(
-                f"{what} during {len(busy)} run(s) (up to {worst[key]:{share}}{noisier} in "
-                f"{worst['server']} {worst['scenario']} c{worst['connections']}): those numbers "
-                "are noisier"
-                + ("; CPU-ms per admission is the least affected." if key == "others" else ".")
-            )
+    if busy := [r for r in results["runs"] if r.get("others", 0) > 0.15]:
+        worst = max(busy, key=lambda r: r["others"])
+        notes.append(
+            f"Other processes on the machine were busy during {len(busy)} run(s) (up to "
+            f"{worst['others']:.2f} cores in {worst['server']} {worst['scenario']} "
+            f"c{worst['connections']}): those numbers are noisier; CPU-ms per admission is "
+            "the least affected."
+        )
+    if stolen := [r for r in results["runs"] if r.get("steal", 0) > 0.05]:
+        worst = max(stolen, key=lambda r: r["steal"])
+        notes.append(
+            f"The hypervisor took CPU time from this machine during {len(stolen)} run(s) (up to "
+            f"{worst['steal']:.0%} in {worst['server']} {worst['scenario']} "
+            f"c{worst['connections']}): those numbers are noisier."
+        )
     idle = ", ".join(
         f"{name} {server['idle_cpu']:.1%}" for name, server in results["servers"].items()
     )
