@@ -15,7 +15,7 @@ import time
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonpatch
 import orjson
@@ -88,6 +88,13 @@ def wait_for_quiet(limit: float, threshold: float = 0.25, window: float = 0.5) -
         waited += window
 
 
+class Metered(NamedTuple):
+    cpu: float  # seconds
+    wall: float  # seconds
+    peak_rss_mib: float
+    log: bytes  # written meanwhile
+
+
 class Meter:
     """CPU time, peak RSS and log lines of `server` around one measurement. CPU is utime+stime
     from /proc/<pid>/stat; below one second of it (10 ms ticks) the scheduler's nanosecond
@@ -103,8 +110,8 @@ class Meter:
         self.precise = server.cpu_seconds_precise()
         self.wall = time.monotonic()
 
-    def finish(self) -> tuple[float, float, float, bytes]:
-        """(CPU seconds, wall seconds, peak RSS MiB, log bytes written meanwhile)."""
+    def finish(self) -> Metered:
+        """What the server used and logged since the meter started."""
         cpu = self.server.cpu_seconds() - self.cpu
         precise = self.server.cpu_seconds_precise() - self.precise
         wall = time.monotonic() - self.wall
@@ -118,7 +125,7 @@ class Meter:
         time.sleep(0.05)  # the canonical line is written just after the answer is sent
         log = self.server.log_since(self.log_offset)
         self.server.truncate_log()
-        return cpu, wall, peak, log
+        return Metered(cpu, wall, peak, log)
 
 
 def admissions(log: bytes) -> tuple[int, int, list[float]]:
@@ -207,7 +214,7 @@ def run_wrk(
 
 def _run(
     meter: Meter,
-    measured: tuple[float, float, float, bytes],
+    measured: Metered,
     *,
     kind: str,
     scenario: str,
@@ -219,8 +226,8 @@ def _run(
 ) -> Run:
     """One measurement from what the client saw (`latency`: p50_ms ... mean_ms) and what the
     meter saw of the server meanwhile."""
-    cpu, _, peak, log = measured
-    lines, injected, durations = admissions(log)
+    cpu = measured.cpu
+    lines, injected, durations = admissions(measured.log)
     return Run(
         kind=kind,
         server=meter.server.name,
@@ -233,7 +240,7 @@ def _run(
         **latency,
         cpu_ms=cpu * 1000 / max(requests, 1),
         cpu_util=cpu / seconds,
-        peak_rss_mib=peak,
+        peak_rss_mib=measured.peak_rss_mib,
         logged=lines,
         injected=injected,
         server_p50_ms=statistics.median(durations) if durations else 0.0,
@@ -281,7 +288,7 @@ def sequential(server: Server, certs: Certs, scenario: str, body: bytes, count: 
         scenario=scenario,
         connections=1,
         requests=count,
-        seconds=measured[1],
+        seconds=measured.wall,
         errors=0,
         latency=latency,
     )
