@@ -8,44 +8,23 @@ import http.client
 import math
 import os
 import resource
-import shutil
 import ssl
 import statistics
 import subprocess
-import sys
 import time
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonpatch
 import orjson
 
-from bench.servers import HOST, TICKS, BenchError, Certs, Server
+from bench.servers import HERE, HOST, TICKS, BenchError, Certs, Server
 
-HERE = Path(__file__).resolve().parent
 CORES = len(os.sched_getaffinity(0))
 WRK_TIMEOUT = "10s"
 """Longer than any answer takes, so a slow 1 MiB answer is a latency, not a dropped request."""
-
-
-def ensure_wrk() -> str:
-    """wrk from PATH, else from Debian's package (installed once with apt-get)."""
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("bench: wrk not found, installing Debian's package", file=sys.stderr)
-    try:
-        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=300)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "wrk"],
-            check=True,
-            timeout=300,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BenchError(f"wrk is missing and could not be installed: {exc}") from None
-    return shutil.which("wrk") or ""
 
 
 @dataclass
@@ -109,6 +88,13 @@ def wait_for_quiet(limit: float, threshold: float = 0.25, window: float = 0.5) -
         waited += window
 
 
+class Metered(NamedTuple):
+    cpu: float  # seconds
+    wall: float  # seconds
+    peak_rss_mib: float
+    log: bytes  # written meanwhile
+
+
 class Meter:
     """CPU time, peak RSS and log lines of `server` around one measurement. CPU is utime+stime
     from /proc/<pid>/stat; below one second of it (10 ms ticks) the scheduler's nanosecond
@@ -116,7 +102,7 @@ class Meter:
 
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.reset = server.reset_peak_rss()
+        server.reset_peak_rss()
         self.log_offset = server.log_size()
         self.busy, self.steal = machine_ticks()
         self.own = own_cpu_seconds()
@@ -124,8 +110,8 @@ class Meter:
         self.precise = server.cpu_seconds_precise()
         self.wall = time.monotonic()
 
-    def finish(self) -> tuple[float, float, float, bytes]:
-        """(CPU seconds, wall seconds, peak RSS MiB, log bytes written meanwhile)."""
+    def finish(self) -> Metered:
+        """What the server used and logged since the meter started."""
         cpu = self.server.cpu_seconds() - self.cpu
         precise = self.server.cpu_seconds_precise() - self.precise
         wall = time.monotonic() - self.wall
@@ -139,7 +125,7 @@ class Meter:
         time.sleep(0.05)  # the canonical line is written just after the answer is sent
         log = self.server.log_since(self.log_offset)
         self.server.truncate_log()
-        return cpu, wall, peak, log
+        return Metered(cpu, wall, peak, log)
 
 
 def admissions(log: bytes) -> tuple[int, int, list[float]]:
@@ -159,6 +145,23 @@ def admissions(log: bytes) -> tuple[int, int, list[float]]:
     return lines, injected, durations
 
 
+def wrk_command(
+    wrk: str, server: Server, connections: int, seconds: int, threads: int, *flags: str
+) -> list[str]:
+    """wrk with `connections` keep-alive TLS connections for `seconds`, posting the body in
+    $BODY_FILE with bench/wrk.lua (which prints a JSON summary last)."""
+    return [
+        wrk,
+        f"-t{min(threads, connections)}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        *flags,
+        "-s",
+        str(HERE / "wrk.lua"),
+        server.url,
+    ]
+
+
 def run_wrk(
     wrk: str,
     server: Server,
@@ -172,17 +175,8 @@ def run_wrk(
 ) -> Run | None:
     """wrk -c`connections` for `duration` seconds over keep-alive TLS; None when warming up."""
     meter = Meter(server) if measure else None
-    argv = [
-        wrk,
-        f"-t{min(threads, connections)}",
-        f"-c{connections}",
-        f"-d{duration}s",
-        f"--timeout={WRK_TIMEOUT}",
-        "--latency",
-        "-s",
-        str(HERE / "wrk.lua"),
-        server.url,
-    ]
+    flags = (f"--timeout={WRK_TIMEOUT}", "--latency")
+    argv = wrk_command(wrk, server, connections, duration, threads, *flags)
     try:
         done = subprocess.run(
             argv,
@@ -197,32 +191,56 @@ def run_wrk(
     if meter is None:
         server.truncate_log()
         return None
-    cpu, _, peak, log = meter.finish()
+    measured = meter.finish()
     summary = orjson.loads(done.stdout.strip().splitlines()[-1])
     requests = int(summary["requests"])
-    seconds = summary["duration_us"] / 1e6
     errors = sum(
         int(summary[k])
         for k in ("connect_errors", "read_errors", "write_errors", "timeouts", "non_2xx")
     )
-    lines, injected, durations = admissions(log)
-    return Run(
+    latency = {f"{k}_ms": summary[f"{k}_us"] / 1000 for k in ("p50", "p90", "p99", "max", "mean")}
+    return _run(
+        meter,
+        measured,
         kind="load",
-        server=server.name,
+        scenario=scenario,
+        connections=connections,
+        requests=requests,
+        seconds=summary["duration_us"] / 1e6,
+        errors=errors,
+        latency=latency,
+    )
+
+
+def _run(
+    meter: Meter,
+    measured: Metered,
+    *,
+    kind: str,
+    scenario: str,
+    connections: int,
+    requests: int,
+    seconds: float,
+    errors: int,
+    latency: dict[str, float],
+) -> Run:
+    """One measurement from what the client saw (`latency`: p50_ms ... mean_ms) and what the
+    meter saw of the server meanwhile."""
+    cpu = measured.cpu
+    lines, injected, durations = admissions(measured.log)
+    return Run(
+        kind=kind,
+        server=meter.server.name,
         scenario=scenario,
         connections=connections,
         seconds=seconds,
         requests=requests,
         errors=errors,
         rps=requests / seconds,
-        p50_ms=summary["p50_us"] / 1000,
-        p90_ms=summary["p90_us"] / 1000,
-        p99_ms=summary["p99_us"] / 1000,
-        max_ms=summary["max_us"] / 1000,
-        mean_ms=summary["mean_us"] / 1000,
+        **latency,
         cpu_ms=cpu * 1000 / max(requests, 1),
         cpu_util=cpu / seconds,
-        peak_rss_mib=peak,
+        peak_rss_mib=measured.peak_rss_mib,
         logged=lines,
         injected=injected,
         server_p50_ms=statistics.median(durations) if durations else 0.0,
@@ -249,8 +267,7 @@ def _post(connection: http.client.HTTPSConnection, body: bytes) -> bytes:
 def sequential(server: Server, certs: Certs, scenario: str, body: bytes, count: int) -> Run:
     """`count` requests one after the other on one keep-alive TLS connection (after two warm-up
     requests): the latency of a single admission, measured by the client."""
-    connection = _connection(server, certs)
-    try:
+    with closing(_connection(server, certs)) as connection:
         for _ in range(2):
             _post(connection, body)
         server.truncate_log()
@@ -260,34 +277,20 @@ def sequential(server: Server, certs: Certs, scenario: str, body: bytes, count: 
             started = time.perf_counter()
             _post(connection, body)
             latencies.append((time.perf_counter() - started) * 1000)
-        cpu, wall, peak, log = meter.finish()
-    finally:
-        connection.close()
-    lines, injected, durations = admissions(log)
+        measured = meter.finish()
     latencies.sort()
-    return Run(
+    latency = {f"p{p}_ms": _percentile(latencies, p) for p in (50, 90, 99)}
+    latency |= {"max_ms": latencies[-1], "mean_ms": statistics.fmean(latencies)}
+    return _run(
+        meter,
+        measured,
         kind="sequential",
-        server=server.name,
         scenario=scenario,
         connections=1,
-        seconds=wall,
         requests=count,
+        seconds=measured.wall,
         errors=0,
-        rps=count / wall,
-        p50_ms=_percentile(latencies, 50),
-        p90_ms=_percentile(latencies, 90),
-        p99_ms=_percentile(latencies, 99),
-        max_ms=latencies[-1],
-        mean_ms=statistics.fmean(latencies),
-        cpu_ms=cpu * 1000 / count,
-        cpu_util=cpu / wall,
-        peak_rss_mib=peak,
-        logged=lines,
-        injected=injected,
-        server_p50_ms=statistics.median(durations) if durations else 0.0,
-        server_max_ms=max(durations, default=0.0),
-        steal=meter.steal_share,
-        others=meter.others,
+        latency=latency,
     )
 
 
@@ -300,11 +303,8 @@ def _percentile(ordered: list[float], percent: float) -> float:
 def check_injection(server: Server, certs: Certs, body: bytes, templates: str) -> None:
     """One request before measuring: allowed, a JSON Patch that applies to the pod, and the
     status annotation naming every requested template (or the benchmark measures a denial)."""
-    connection = _connection(server, certs)
-    try:
+    with closing(_connection(server, certs)) as connection:
         answer = orjson.loads(_post(connection, body))
-    finally:
-        connection.close()
     response = answer.get("response", {})
     if not response.get("allowed") or response.get("patchType") != "JSONPatch":
         raise BenchError(f"{server.name} did not inject {templates}: {str(response)[:500]}")
@@ -319,8 +319,5 @@ def check_injection(server: Server, certs: Certs, body: bytes, templates: str) -
 
 def check_answers(server: Server, certs: Certs, body: bytes) -> None:
     """The baseline answers 200 with its fixed review."""
-    connection = _connection(server, certs)
-    try:
+    with closing(_connection(server, certs)) as connection:
         _post(connection, body)
-    finally:
-        connection.close()

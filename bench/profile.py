@@ -5,17 +5,15 @@ the report."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import tools
 from bench.servers import BenchError, Server
 
-PY_SPY = "py-spy==0.4.3"
 RATE = 250  # samples per second
 
 # Which part of the stack a leaf frame belongs to, by its file path (first match wins).
@@ -63,29 +61,10 @@ class Profile:
         return asdict(self)
 
 
-def ensure_py_spy() -> str:
-    """py-spy next to the venv's python, else on PATH, else pip-installed (pinned) into the venv."""
-    local = Path(sys.executable).parent / "py-spy"
-    if local.exists():
-        return str(local)
-    found = shutil.which("py-spy")
-    if found:
-        return found
-    print(f"bench: installing {PY_SPY} into the venv for the profile", file=sys.stderr)
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", PY_SPY], check=True, timeout=300
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise BenchError(f"cannot install {PY_SPY}: {exc}") from None
-    return str(local)
-
-
 def record(server: Server, seconds: int, out: Path) -> Profile:
     """Sample `server` for `seconds` (the caller keeps it under load meanwhile)."""
-    py_spy = ensure_py_spy()
     argv = [
-        py_spy,
+        tools.py_spy(),
         "record",
         f"--pid={server.pid}",
         f"--duration={seconds}",

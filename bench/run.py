@@ -39,27 +39,26 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script (make bench): make `bench.*` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import report
+from bench import chart, report, targets, tools
 from bench.load import (
     Run,
     check_answers,
     check_injection,
-    ensure_wrk,
     run_wrk,
     sequential,
     wait_for_quiet,
+    wrk_command,
 )
 from bench.profile import Profile, record
 from bench.scenarios import EXAMPLES, ONE_TEMPLATE, Scenario, scenarios, template_dir
-from bench.servers import REPO, BenchError, Certs, Server, baseline, running, service
+from bench.servers import HERE, REPO, BenchError, Certs, Server, baseline, running, service
+from bench.targets import INJECTOR, SIX
 
-SIX = "6kb-1t"
-INJECTOR = "injector"
-
-HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 SEQUENTIAL = {"6kb-1t": 400, "6kb-3t": 400, "100kb": 200, "1mib": 60}
 """Sequential requests per shape (halved with --quick)."""
+VERSIONS = ("uvicorn", "starlette", "uvloop", "httptools", "orjson", "msgspec", "structlog")
+"""The packages whose versions the report names."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -137,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     markdown.write_text(report.markdown(results, before))
     print(f"bench: wrote {markdown}", file=sys.stderr)
     if not args.no_chart:
-        chart = args.output / "results.png"
-        report.chart(results, chart)
-        print(f"bench: wrote {chart}", file=sys.stderr)
-    print(report.targets_text(results, before))
+        png = args.output / "results.png"
+        chart.chart(results, png)
+        print(f"bench: wrote {png}", file=sys.stderr)
+    print(targets.text(results, before))
     print(f"bench: done in {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 0
 
@@ -150,7 +149,7 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
-    wrk = ensure_wrk()
+    wrk = tools.wrk()
     every = scenarios()
     shapes = [s for s in every if not args.scenarios or s.key in args.scenarios.split(",")]
     if not shapes:
@@ -235,6 +234,10 @@ class Session:
             f"{run.peak_rss_mib:.0f} MiB  errors {run.errors}"
         )
 
+    def count(self, shape: Scenario) -> int:
+        """Sequential requests of `shape`: halved with --quick."""
+        return SEQUENTIAL[shape.key] // (2 if self.args.quick else 1)
+
     def pair(self, round_: int, first: Server, second: Server) -> tuple[Server, Server]:
         """Alternate which one goes first, so drift does not favour either."""
         return (first, second) if round_ % 2 == 0 else (second, first)
@@ -242,10 +245,11 @@ class Session:
     def sequential_phase(self, shapes: list[Scenario], injector: Server, base: Server) -> None:
         for round_ in range(self.args.rounds):
             for shape in shapes:
-                count = SEQUENTIAL[shape.key] // (2 if self.args.quick else 1)
                 for server in self.pair(round_, injector, base):
                     self.quiet()
-                    self.add(sequential(server, self.certs, shape.key, shape.body, count))
+                    self.add(
+                        sequential(server, self.certs, shape.key, shape.body, self.count(shape))
+                    )
 
     def load_phase(
         self, shapes: list[Scenario], bodies: dict[str, Path], injector: Server, base: Server
@@ -264,7 +268,6 @@ class Session:
         service at a time (an idle one still polls its files), alternating order by round."""
         counts = self.args.templates
         directories = {n: template_dir(work, n) for n in counts}
-        requests = SEQUENTIAL[SIX] // (2 if self.args.quick else 1)
         for round_ in range(self.args.rounds):
             for count in counts if round_ % 2 == 0 else counts[::-1]:
                 server = service(f"templates-{count}", directories[count], self.certs, work)
@@ -274,52 +277,36 @@ class Session:
                     self.describe(server)
                     self.wrk_run(server, six.key, body, 16)
                     self.quiet()
-                    self.add(sequential(server, self.certs, six.key, six.body, requests))
+                    self.add(sequential(server, self.certs, six.key, six.body, self.count(six)))
         return {str(n): f"templates-{n}" for n in counts}
 
     def wrk_run(self, server: Server, scenario: str, body: Path, connections: int) -> None:
-        args = self.args
+        """A warm-up run (not measured), then the measured one."""
         self.quiet()
-        if args.warmup:
-            run_wrk(
-                self.wrk,
-                server,
-                scenario,
-                body,
-                connections=connections,
-                duration=args.warmup,
-                threads=args.threads,
-                measure=False,
-            )
-        self.add(
-            run_wrk(
-                self.wrk,
-                server,
-                scenario,
-                body,
-                connections=connections,
-                duration=args.duration,
-                threads=args.threads,
-            )
-        )
+        for seconds, measure in ((self.args.warmup, False), (self.args.duration, True)):
+            if seconds:
+                run = run_wrk(
+                    self.wrk,
+                    server,
+                    scenario,
+                    body,
+                    connections=connections,
+                    duration=seconds,
+                    threads=self.args.threads,
+                    measure=measure,
+                )
+                self.add(run)
 
     def profile_phase(self, injector: Server, body: Path) -> Profile | None:
         mode = self.args.profile
-        if mode == "never" or (mode == "auto" and report.six_kb_targets_met(self.runs)):
+        if mode == "never" or (
+            mode == "auto" and targets.six_kb_targets_met([r.as_dict() for r in self.runs])
+        ):
             return None
         seconds = self.args.duration
         log(f"profiling {injector.name} with py-spy for {seconds} s under the 6 KB load")
-        argv = [
-            self.wrk,
-            "-t1",
-            "-c16",
-            f"-d{seconds + 3}s",
-            "-s",
-            str(HERE / "wrk.lua"),
-            injector.url,
-        ]
         load = subprocess.Popen(
-            argv,
+            wrk_command(self.wrk, injector, 16, seconds + 3, 1),
             env={"BODY_FILE": str(body), "PATH": "/usr/bin:/bin"},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -370,18 +357,7 @@ def meta(args: argparse.Namespace, wrk: str, shapes: list[Scenario]) -> dict[str
         "cores": len(os.sched_getaffinity(0)),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "versions": {
-            name: installed(name)
-            for name in (
-                "uvicorn",
-                "starlette",
-                "uvloop",
-                "httptools",
-                "orjson",
-                "msgspec",
-                "structlog",
-            )
-        },
+        "versions": {name: installed(name) for name in VERSIONS},
         "wrk": wrk_version.strip(),
         "duration": args.duration,
         "warmup": args.warmup,

@@ -18,11 +18,11 @@ from typing import Any
 
 import orjson
 
+from bench.servers import REPO
 from injector.service.sample import review
 
 KIB = 1024
 MIB = 1024 * KIB
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "templates"
 ONE_TEMPLATE = "log-shipper"
 THREE_TEMPLATES = "log-shipper,trace-agent,envoy-proxy"
@@ -38,10 +38,6 @@ class Scenario:
     title: str
     templates: str
     body: bytes
-
-    @property
-    def kib(self) -> float:
-        return len(self.body) / KIB
 
 
 def scenarios() -> list[Scenario]:

@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -22,7 +22,6 @@ from injector.service.dev import make_certificates
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 HOST = "127.0.0.1"
 START_TIMEOUT = 300.0
 STOP_TIMEOUT = 15.0
@@ -62,7 +61,6 @@ class Server:
     metrics_port: int = 0
     started: float = 0.0
     ready_seconds: float = 0.0
-    listening: dict[str, object] = field(default_factory=dict)
 
     @property
     def pid(self) -> int:
@@ -96,7 +94,6 @@ class Server:
                     with contextlib.suppress(orjson.JSONDecodeError):
                         event = orjson.loads(line)
                         if event.get("event") == "listening":
-                            self.listening = event
                             self.port = int(event["port"])
                             self.metrics_port = int(event.get("metrics_port", 0))
                             return
