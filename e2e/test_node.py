@@ -392,8 +392,11 @@ def upgrade_to_the_next_release(kube: Cluster, node: NodeWebhook) -> str:
     """`helm upgrade` to E2E_UPGRADE_VERSION (its image: E2E_UPGRADE_IMAGE, or the new chart's
     default), then back to the installed release, each waited for."""
     config = kube.config
-    if not config.upgrade_version:
-        pytest.skip("no second release: set E2E_UPGRADE_VERSION with E2E_CHART=oci://...")
+    if not (config.chart and config.upgrade_version and config.chart_version):
+        pytest.skip(
+            "no second release: set E2E_UPGRADE_VERSION with E2E_CHART=oci://... and "
+            "E2E_CHART_VERSION (the release to go back to)"
+        )
     before = kube.deployed_image()
     after = kube.deployed_image(config.upgrade_version, config.upgrade_image)
     assert after != before, "the next release must run another image"
