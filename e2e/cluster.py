@@ -799,8 +799,13 @@ class InClusterWebhook:
         return sorted(found, key=lambda pod: pod["metadata"]["creationTimestamp"])
 
     def ready_pods(self) -> list[str]:
-        """The webhook's ready pods."""
-        ready = [pod["metadata"]["name"] for pod in self.all_pods() if is_ready(pod)]
+        """The webhook's ready pods, not terminating: a deleted Pod stays Ready until the
+        kubelet's next probe, after its process may have stopped serving (a rollout)."""
+        ready = [
+            pod["metadata"]["name"]
+            for pod in self.all_pods()
+            if is_ready(pod) and "deletionTimestamp" not in pod["metadata"]
+        ]
         assert ready, "no webhook pod is ready"
         return ready
 

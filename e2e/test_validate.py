@@ -218,7 +218,9 @@ def test_a_helm_upgrade_to_a_newer_template_format_is_not_refused(
         assert stored["metadata"]["labels"]["helm.sh/chart"].endswith("-next")
         # Going back is the same case the other way round: also not refused.
     finally:
-        restored = cluster.upgrade()
+        # Waited for: the new chart's label rolled the pods, and the next scenarios read
+        # every replica's metrics.
+        restored = cluster.upgrade(wait=True)
         assert restored.returncode == 0, restored.stderr
     after = cluster.kubectl.get("configmap", name, f"--namespace={NAMESPACE}")
     assert "future.yaml" not in after["data"]
