@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit e2e bench venv clean lock image-tools prometheus
+.PHONY: run test lint typecheck unit e2e bench venv clean lock image-tools prometheus release
 
 # What tests/chart/test_image.py builds and runs the Dockerfile with (Debian packages of the
 # same names). Without them the image tests are skipped, saying why.
@@ -63,6 +63,12 @@ e2e: $(STAMP)
 ## bench: load benchmark of /mutate against a fixed-response baseline; writes bench/results.md
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## release: build the image and push it and the chart (OCI) to REGISTRY=host[:port][/path]
+## (REGISTRY_CA=<the registry's CA file>, or PLAIN_HTTP=1; BUILDAH=<buildah|podman|docker and
+## global flags>, BUILD_ARGS=<extra build flags>): docs/chart.md#releasing
+release: $(STAMP)
+	$(BIN)/python scripts/release.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis build *.egg-info

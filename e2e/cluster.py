@@ -9,6 +9,10 @@ Off unless E2E_KUBECONFIG is set. Two shapes:
 - node (E2E_WEBHOOK=node): in-cluster on a cluster with a Ready node and E2E_IMAGE on it, without
   cert-manager: the suite's CA signs the serving Secret (made before the install) and is the
   caBundle; the suite renews the certificate by rewriting the Secret.
+
+The chart is this checkout's, or a released one from an OCI registry (E2E_CHART=oci://...,
+E2E_CHART_VERSION, E2E_REGISTRY_CA): then the webhook's image is the one the kubelet pulls
+from that registry (the chart's default, or E2E_IMAGE), checked in the registry, not on the node.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import copy
 import itertools
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -44,7 +50,7 @@ from e2e.pods import (
     replicaset_pod,
 )
 from e2e.target import Admission, Applied, Target
-from tests.chart.helm import CHART_DIR, Helm, only, webhook_object
+from tests.chart.helm import CHART_DIR, Helm, load_script, only, webhook_object
 from tests.k8s import assert_valid
 
 INSTALL_TIMEOUT = "5m"
@@ -65,6 +71,8 @@ EXTERNAL_HOST = "127.0.0.1"
 """The external webhook listens here: the bare apiserver must run on this machine."""
 DENIED = "denied the request"
 NODE_IMAGES = ("busybox:1.36.1",)
+release_script = load_script("release")
+"""scripts/release.py: its registry client tells whether an image tag is in the registry."""
 """Images node mode runs besides E2E_IMAGE: the chart's `helm test` Pod and the node scenarios'
 Pods and sidecars (e2e/values.yaml's e2e-ready-sidecar)."""
 
@@ -84,6 +92,22 @@ class ClusterConfig:
     webhook: WebhookMode
     image: str
     keep: bool
+    chart: str = ""
+    """E2E_CHART: `oci://<registry>/<path>/sidecar-injector`; empty: this checkout's chart."""
+    chart_version: str = ""
+    registry_ca: str = ""
+    """E2E_REGISTRY_CA: the CA of E2E_CHART's registry (helm --ca-file, the registry checks)."""
+    upgrade_version: str = ""
+    """E2E_UPGRADE_VERSION: the node scenario upgrades E2E_CHART to this version and back."""
+    upgrade_image: str = ""
+    """E2E_UPGRADE_IMAGE: the image of that upgrade (default: the new chart's own)."""
+
+    @property
+    def registry(self) -> str | None:
+        """The host of E2E_CHART's registry, if the chart comes from one."""
+        if not self.chart.startswith("oci://"):
+            return None
+        return self.chart.removeprefix("oci://").split("/", 1)[0]
 
     @property
     def external(self) -> bool:
@@ -102,6 +126,11 @@ class ClusterConfig:
             webhook=webhook,  # type: ignore[arg-type]
             image=environ.get("E2E_IMAGE", ""),
             keep=environ.get("E2E_KEEP", "") == "1",
+            chart=environ.get("E2E_CHART", ""),
+            chart_version=environ.get("E2E_CHART_VERSION", ""),
+            registry_ca=environ.get("E2E_REGISTRY_CA", ""),
+            upgrade_version=environ.get("E2E_UPGRADE_VERSION", ""),
+            upgrade_image=environ.get("E2E_UPGRADE_IMAGE", ""),
         )
 
 
@@ -173,15 +202,96 @@ class Cluster:
         nodes: list[Obj] = self.kubectl.get("nodes")["items"]
         return [node for node in nodes if is_ready(node)]
 
+    def chart_source(self, version: str = "") -> list[str]:
+        """The chart arguments of helm install, upgrade, show and pull: this checkout's chart,
+        or E2E_CHART at `version` (default E2E_CHART_VERSION) trusting E2E_REGISTRY_CA."""
+        if not self.config.chart:
+            return [str(CHART_DIR)]
+        args = [self.config.chart]
+        version = version or self.config.chart_version
+        if version:
+            args += ["--version", version]
+        if self.config.registry_ca:
+            args += ["--ca-file", self.config.registry_ca]
+        return args
+
+    def chart_copy(self, target: Path) -> Path:
+        """A copy of the installed chart to change: this checkout's, or E2E_CHART's pulled."""
+        if not self.config.chart:
+            shutil.copytree(CHART_DIR, target)
+            return target
+        with tempfile.TemporaryDirectory() as tmp:
+            self.helm_run("pull", *self.chart_source(), "--untar", "--untardir", tmp)
+            shutil.move(Path(tmp) / "sidecar-injector", target)
+        return target
+
+    def deployed_image(self, version: str = "", image: str | None = None) -> str:
+        """The webhook's image: `image` (None: E2E_IMAGE), else the chart's own default (its
+        image.repository and appVersion) at `version`."""
+        image = self.config.image if image is None else image
+        if image:
+            return image
+        values = yaml.safe_load(self.helm_run("show", "values", *self.chart_source(version)).stdout)
+        chart = yaml.safe_load(self.helm_run("show", "chart", *self.chart_source(version)).stdout)
+        found = values["image"]
+        if found.get("digest"):
+            return f"{found['repository']}@{found['digest']}"
+        return f"{found['repository']}:{found.get('tag') or chart['appVersion']}"
+
+    def registry_digest(self, image: str) -> str | None:
+        """The digest E2E_CHART's registry holds for `image` (a tag or a digest), or None; a
+        registry that cannot be asked raises release.py's one-line ReleaseError."""
+        host, _, rest = image.partition("/")
+        if "@" in rest:
+            name, reference = rest.split("@", 1)
+        else:
+            name, _, reference = rest.rpartition(":")
+        ca = Path(self.config.registry_ca) if self.config.registry_ca else None
+        client = release_script.RegistryClient(host, ca)
+        digest: str | None = client.digest(name, reference)
+        return digest
+
+    def from_registry(self, image: str) -> bool:
+        """Whether the kubelet pulls `image` from E2E_CHART's registry."""
+        return self.config.registry is not None and image.startswith(f"{self.config.registry}/")
+
+    def registry_unfit(self) -> str | None:
+        """Why E2E_CHART's release cannot be installed (None: it can): the chart version, or
+        the image it deploys, not in the registry; the registry unreachable or untrusted. The
+        same for E2E_UPGRADE_VERSION and its image."""
+        releases: list[tuple[str, str | None]] = [(self.config.chart_version, None)]
+        if self.config.upgrade_version:
+            releases.append((self.config.upgrade_version, self.config.upgrade_image))
+        for version, image in releases:
+            source = self.chart_source(version)
+            shown = self.helm_run("show", "chart", *source, check=False)
+            if shown.returncode != 0:
+                return f"chart {' '.join(source)}: {last_line(shown.stderr)}"
+            wanted = self.deployed_image(version, image)
+            if not self.from_registry(wanted):
+                continue
+            try:
+                if self.registry_digest(wanted) is None:
+                    return f"image {wanted} is not in the registry (no such tag or digest)"
+            except release_script.ReleaseError as error:
+                return str(error)
+        return None
+
     def node_unfit(self) -> str | None:
         """Why node mode cannot run here (None: it can): no Ready Node, or E2E_IMAGE (or an image
         the suite's Pods use) not among the images the kubelet reports. Nothing can be pulled
-        on a node without a registry, so the suite checks rather than waits for ErrImagePull."""
+        on a node without a registry, so the suite checks rather than waits for ErrImagePull;
+        an image from E2E_CHART's registry is pulled by the kubelet, so it is looked up there."""
         nodes = self.ready_nodes()
         if not nodes:
             return "node mode needs a Ready Node (the cluster has none): see e2e/README.md"
-        if not self.config.image:
+        if not self.config.image and not self.config.chart:
             return "node mode installs E2E_IMAGE, which is not set: see e2e/README.md"
+        if self.config.chart:
+            unfit = self.registry_unfit()
+            if unfit:
+                return unfit
+        local = [i for i in (self.deployed_image(), *NODE_IMAGES) if not self.from_registry(i)]
         for node in nodes:
             # An image replaced by a newer one under the same tag is listed with names: null.
             present = {
@@ -191,7 +301,7 @@ class Cluster:
             }
             missing = [
                 image
-                for image in (self.config.image, *NODE_IMAGES)
+                for image in local
                 if not ({image, f"docker.io/library/{image}", f"docker.io/{image}"} & present)
             ]
             if missing:
@@ -205,12 +315,24 @@ class Cluster:
         """`helm upgrade --install` of the chart with e2e/values.yaml, then `values`."""
         self.values_file = root / "values.yaml"
         self.values_file.write_text(yaml.safe_dump(dict(values)))
-        self.upgrade(CHART_DIR, wait)
+        self.upgrade(wait=wait)
 
-    def upgrade(self, chart: Path, wait: bool = False) -> subprocess.CompletedProcess[str]:
-        """`helm upgrade --install` of `chart` with the values of `install`."""
-        args = ["upgrade", "--install", RELEASE, str(chart), "--namespace", NAMESPACE]
+    def upgrade(
+        self,
+        chart: Path | None = None,
+        wait: bool = False,
+        version: str = "",
+        values: Mapping[str, Any] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """`helm upgrade --install` of `chart` (default: the installed chart's source, at
+        `version`) with the values of `install`, then `values`."""
+        source = self.chart_source(version) if chart is None else [str(chart)]
+        args = ["upgrade", "--install", RELEASE, *source, "--namespace", NAMESPACE]
         args += ["--create-namespace", "--values", str(VALUES), "--values", str(self.values_file)]
+        if values:
+            extra = self.values_file.with_name("upgrade-values.yaml")
+            extra.write_text(yaml.safe_dump(dict(values)))
+            args += ["--values", str(extra)]
         if wait:
             args += ["--wait", "--timeout", INSTALL_TIMEOUT]
         return self.helm_run(*args)
@@ -552,6 +674,11 @@ class ClusterApiserver:
             time.sleep(0.5)
 
 
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
 def applied(result: subprocess.CompletedProcess[str], what: str) -> Applied:
     """A kubectl edit's outcome: a failure must be an admission denial."""
     warnings = kubectl_warnings(result.stderr)
@@ -671,8 +798,13 @@ class InClusterWebhook:
         return sorted(found, key=lambda pod: pod["metadata"]["creationTimestamp"])
 
     def ready_pods(self) -> list[str]:
-        """The webhook's ready pods."""
-        ready = [pod["metadata"]["name"] for pod in self.all_pods() if is_ready(pod)]
+        """The webhook's ready pods, not terminating: a deleted Pod stays Ready until the
+        kubelet's next probe, after its process may have stopped serving (a rollout)."""
+        ready = [
+            pod["metadata"]["name"]
+            for pod in self.all_pods()
+            if is_ready(pod) and "deletionTimestamp" not in pod["metadata"]
+        ]
         assert ready, "no webhook pod is ready"
         return ready
 

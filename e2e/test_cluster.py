@@ -19,6 +19,7 @@ from e2e.chart import INJECT_CA_FROM, NAMESPACE, RELEASE, Release, render
 from e2e.cluster import (
     Cluster,
     ClusterConfig,
+    Kubectl,
     NodeWebhook,
     external_values,
     image_values,
@@ -30,7 +31,7 @@ from e2e.pods import APPS, TOKEN_VOLUME, Obj, bare, deployment, rich
 from e2e.target import Admission, Target
 from e2e.tools import COMMAND
 from injector.service.sample import REPLICASET_CONTROLLER
-from tests.chart.helm import REPO_ROOT, Helm, only
+from tests.chart.helm import CHART_DIR, REPO_ROOT, Helm, only
 
 EXAMPLES = REPO_ROOT / "examples"
 
@@ -215,6 +216,32 @@ def test_cluster_mode_is_configured_from_the_environment(tmp_path: Path) -> None
         {"E2E_KUBECONFIG": "k", "E2E_WEBHOOK": "node", "E2E_IMAGE": "localhost/si:test"}
     )
     assert node is not None and not node.external and node.image == "localhost/si:test"
+
+
+def test_a_released_chart_is_configured_from_the_environment(helm: Helm, release: Release) -> None:
+    """E2E_CHART and friends: helm installs the OCI chart at its version trusting the CA, and
+    only images of that registry are looked up there (the others on the node)."""
+    config = ClusterConfig.from_env(
+        {
+            "E2E_KUBECONFIG": "k",
+            "E2E_WEBHOOK": "node",
+            "E2E_CHART": "oci://127.0.0.1:5000/charts/sidecar-injector",
+            "E2E_CHART_VERSION": "0.1.0",
+            "E2E_REGISTRY_CA": "/ca.crt",
+            "E2E_UPGRADE_VERSION": "0.1.1",
+        }
+    )
+    assert config is not None and config.registry == "127.0.0.1:5000"
+    assert (config.image, config.upgrade_version, config.upgrade_image) == ("", "0.1.1", "")
+    cluster = Cluster(config, Kubectl(Path("kubectl"), Path("k")), helm, release)
+    assert cluster.chart_source() == [
+        config.chart, "--version", "0.1.0", "--ca-file", "/ca.crt",
+    ]  # fmt: skip
+    assert cluster.chart_source("0.1.1")[:3] == [config.chart, "--version", "0.1.1"]
+    assert cluster.from_registry("127.0.0.1:5000/sidecar-injector/sidecar-injector:0.1.0")
+    assert not cluster.from_registry("busybox:1.36.1")
+    local = Cluster(ClusterConfig(Path("k"), "node", "x:1", False), cluster.kubectl, helm, release)
+    assert local.chart_source() == [str(CHART_DIR)] and local.config.registry is None
 
 
 def test_the_node_values_render(helm: Helm, release: Release) -> None:

@@ -7,6 +7,7 @@ deleted, evicted and killed. Each measured figure goes to the run's summary."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ import pytest
 import yaml
 
 from e2e.chart import NAMESPACE
-from e2e.cluster import Cluster, ClusterConfig, NodeWebhook
+from e2e.cluster import Cluster, ClusterConfig, NodeWebhook, image_values
 from e2e.metrics import Samples, labels
 from e2e.node import (
     ApiProxy,
@@ -348,6 +349,73 @@ def test_the_chart_resources_hold_under_a_burst_of_the_largest_pods(
     )
 
 
+def pulled(kube: Cluster, node: NodeWebhook, image: str) -> str:
+    """Every webhook replica runs `image` as the kubelet pulled it from the registry
+    (imagePullPolicy IfNotPresent): its imageID is the digest the registry holds for it. What
+    the kubelet said about the pull, for the figure."""
+    digest = kube.registry_digest(image)
+    assert digest, f"{image} is not in the registry"
+    said = set()
+    for pod in node.all_pods():
+        [container] = pod["spec"]["containers"]
+        [status] = pod["status"]["containerStatuses"]
+        assert (container["image"], container["imagePullPolicy"]) == (image, "IfNotPresent")
+        assert status["imageID"].endswith(f"@{digest}"), (status["imageID"], digest)
+        name = pod["metadata"]["name"]
+        events = node.kubectl.get(
+            "events", f"--namespace={NAMESPACE}",
+            f"--field-selector=involvedObject.name={name},reason=Pulled",
+        )  # fmt: skip
+        said |= {
+            re.sub(r'\s*"[^"]*"|\s+in [0-9.]+m?s.*$', "", e["message"]) for e in events["items"]
+        }
+    return (
+        f"{image}: {len(node.all_pods())} replicas, imageID {status['imageID']} == the "
+        f"registry's digest; the kubelet: {'; '.join(sorted(said)) or 'no Pulled event kept'}"
+    )
+
+
+def test_the_webhook_runs_the_image_the_kubelet_pulled_from_the_registry(
+    kube: Cluster, node: NodeWebhook
+) -> None:
+    image = kube.deployed_image()
+    if not kube.from_registry(image):
+        pytest.skip(
+            "the webhook's image is not from a registry the suite knows: set E2E_CHART=oci://... "
+            "(and E2E_REGISTRY_CA) to install a release"
+        )
+    wait_for_replicas(node, 2, REPLICAS_TIMEOUT)
+    figure(f"pulled from the registry: {pulled(kube, node, image)}")
+
+
+def upgrade_to_the_next_release(kube: Cluster, node: NodeWebhook) -> str:
+    """`helm upgrade` to E2E_UPGRADE_VERSION (its image: E2E_UPGRADE_IMAGE, or the new chart's
+    default), then back to the installed release, each waited for."""
+    config = kube.config
+    if not (config.chart and config.upgrade_version and config.chart_version):
+        pytest.skip(
+            "no second release: set E2E_UPGRADE_VERSION with E2E_CHART=oci://... and "
+            "E2E_CHART_VERSION (the release to go back to)"
+        )
+    before = kube.deployed_image()
+    after = kube.deployed_image(config.upgrade_version, config.upgrade_image)
+    assert after != before, "the next release must run another image"
+    override = None
+    if config.image or config.upgrade_image:  # the installed values pin an image
+        override = image_values(after)
+        override["image"].setdefault("digest", "")
+    upgraded = kube.upgrade(wait=True, version=config.upgrade_version, values=override)
+    assert upgraded.returncode == 0, upgraded.stderr
+    wait_for_replicas(node, 2, REPLICAS_TIMEOUT)
+    figure(f"upgraded, pulled from the registry: {pulled(kube, node, after)}")
+    back = kube.upgrade(wait=True)
+    assert back.returncode == 0, back.stderr
+    wait_for_replicas(node, 2, REPLICAS_TIMEOUT)
+    assert {p["spec"]["containers"][0]["image"] for p in node.all_pods()} == {before}
+    version = config.chart_version or "the installed version"
+    return f"helm upgrade to {config.upgrade_version} ({after}), then back to {version} ({before})"
+
+
 def evict(proxy: ApiProxy, pod: str) -> int:
     body = {
         "apiVersion": "policy/v1",
@@ -380,6 +448,8 @@ def disrupt(kind: str, kube: Cluster, node: NodeWebhook, proxy: ApiProxy) -> str
         # As `kubectl drain` does: retry the one the PodDisruptionBudget held back.
         wait_for(lambda: evict(proxy, refused) == 201, REPLICAS_TIMEOUT, "the second eviction", 2)
         return "both evicted at once: 201 and 429 (PDB), the second retried until let go"
+    if kind == "helm-upgrade":
+        return upgrade_to_the_next_release(kube, node)
     assert kind == "kill-one"
     [pod] = [p for p in node.all_pods() if p["metadata"]["name"] == pods[0]]
     pids = host_pids(container_id(pod, "sidecar-injector"))
@@ -389,7 +459,7 @@ def disrupt(kind: str, kube: Cluster, node: NodeWebhook, proxy: ApiProxy) -> str
     return f"SIGKILL of {pods[0]}'s process from the node"
 
 
-DISRUPTIONS = ["rollout-restart", "delete-one", "evict-both", "kill-one"]
+DISRUPTIONS = ["rollout-restart", "delete-one", "evict-both", "kill-one", "helm-upgrade"]
 
 
 @pytest.mark.parametrize("kind", DISRUPTIONS)

@@ -12,7 +12,6 @@ no other namespace edit reaches the webhook, and with the webhook down a typo go
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from e2e.local import LocalInjector
 from e2e.metrics import Samples, labels
 from e2e.pods import APPS, INJECT, LABELS, NAMESPACE_LABELS, PROFILE, bare
 from e2e.target import Target, wait_until
-from tests.chart.helm import CHART_DIR, only
+from tests.chart.helm import only
 
 VALIDATIONS = "sidecar_injector_config_validations_total"
 SHIPPER = "log-shipper.yaml"
@@ -203,7 +202,7 @@ def test_a_helm_upgrade_to_a_newer_template_format_is_not_refused(
     """The new chart's ConfigMap is applied while this version's pods still judge edits: a
     template key only the new version knows must not fail the upgrade."""
     newer = tmp_path / "chart"
-    shutil.copytree(CHART_DIR, newer)
+    cluster.chart_copy(newer)
     chart = yaml.safe_load((newer / "Chart.yaml").read_text())
     chart["version"] = f"{chart['version']}-next"
     (newer / "Chart.yaml").write_text(yaml.safe_dump(chart))
@@ -230,7 +229,9 @@ def test_a_helm_upgrade_to_a_newer_template_format_is_not_refused(
         assert held["data"]["log-shipper.yaml"] == kept["log-shipper.yaml"]
         # Going back is the same case the other way round: also not refused.
     finally:
-        restored = cluster.upgrade(CHART_DIR)
+        # Waited for: the new chart's label rolled the pods, and the next scenarios read
+        # every replica's metrics.
+        restored = cluster.upgrade(wait=True)
         assert restored.returncode == 0, restored.stderr
     after = cluster.kubectl.get("configmap", name, f"--namespace={NAMESPACE}")
     assert "future.yaml" not in after["data"]
