@@ -10,6 +10,7 @@ k8s.io/apimachinery's generated.proto, stable since protobuf was introduced."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -72,6 +73,7 @@ def _pairs(buf: Buffer, i: int, end: int) -> tuple[str, str]:
         tag, i = _varint(buf, i)
         if tag == 0x0A:
             key, i = _text(buf, i)
+            key = sys.intern(key)  # a few keys over every object: one string each
         elif tag == 0x12:
             value, i = _text(buf, i)
         else:
@@ -104,6 +106,7 @@ def _owner(buf: Buffer, i: int, end: int) -> dict[str, Any]:
 _META_TEXT = {1: "name", 2: "generateName", 3: "namespace", 5: "uid", 6: "resourceVersion"}
 """ObjectMeta's string fields read (4 selfLink, 7 generation, 8-10 the timestamps and grace
 period, 14 finalizers, 15 clusterName, 17 managedFields are skipped)."""
+_NAMESPACE = 3
 _MAPS = {11: "labels", 12: "annotations"}
 _OWNERS = 13
 
@@ -120,7 +123,7 @@ def object_meta(buf: Buffer, i: int, end: int) -> dict[str, Any]:
         elif field in _META_TEXT:
             text, i = _text(buf, i)
             if text:  # an empty one is sent in protobuf, left out in JSON
-                meta[_META_TEXT[field]] = text
+                meta[_META_TEXT[field]] = sys.intern(text) if field == _NAMESPACE else text
         elif field in _MAPS:
             size, i = _varint(buf, i)
             key, value = _pairs(buf, i, i + size)
