@@ -17,7 +17,7 @@ import structlog
 from lightkube import ApiError, Client
 from lightkube.core.resource import NamespacedResource, Resource
 
-from injector.ops.kube import METADATA_LIST, PAGE
+from injector.ops.kube import MetadataList
 
 log = structlog.get_logger("injector.audit")
 
@@ -109,34 +109,30 @@ class Informer:
                 wait = min(wait * 2, BACKOFF[1])
 
     def _list(self) -> str:
-        """List every object, page by page, into `listed` (which must take them all): only
-        one page's objects are in memory besides what the consumer keeps of each."""
-        versions: list[str] = []
+        """List every object into `listed` (which must take them all), as they stream in:
+        only one object is in memory besides what the consumer keeps of each."""
+        listing = MetadataList(self.client, self.kind, self._namespace)
         count = 0
 
         def objects() -> Iterator[dict[str, Any]]:
             nonlocal count
-            for page in self._pages():
-                versions.append(str((page.get("metadata") or {}).get("resourceVersion") or ""))
-                items = page.get("items") or ()
-                count += len(items)
-                yield from (_trimmed(i) for i in items)
+            for metadata in listing:
+                count += 1
+                yield metadata
 
-        self.listed(objects())
-        version = versions[-1] if versions else ""
+        try:
+            self.listed(objects())
+        except ApiError as exc:
+            if exc.status.code == 410:  # a page's continue token expired
+                raise Gone() from None
+            raise
+        version = listing.resource_version
         log.info("listed", kind=self.name, count=count, resource_version=version)
         return version
 
-    def _pages(self) -> Iterator[dict[str, Any]]:
-        params: dict[str, Any] = {"limit": PAGE}
-        while True:
-            response = self._send(params, METADATA_LIST, stream=False)
-            page: dict[str, Any] = orjson.loads(response.content)
-            yield page
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return
-            params = {"limit": PAGE, "continue": token}
+    @property
+    def _namespace(self) -> str | None:
+        return "*" if issubclass(self.kind, NamespacedResource) else None
 
     def _watch(self, version: str) -> str:
         """Follow events from `version` until the server ends the watch; the last version."""
@@ -145,7 +141,7 @@ class Informer:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": WATCH_SECONDS,
         }
-        response = self._send(params, METADATA_WATCH, stream=True, watch=True)
+        response = self._open(params)
         stream = response.extensions.get("network_stream")
         with self._lock:
             self._socket = stream.get_extra_info("socket") if stream is not None else None
@@ -175,20 +171,17 @@ class Informer:
             self.changed(kind, metadata)
         return version
 
-    def _send(
-        self, params: dict[str, Any], accept: str, *, stream: bool, watch: bool = False
-    ) -> httpx.Response:
+    def _open(self, params: dict[str, Any]) -> httpx.Response:
+        """The watch's response, streaming (its events in JSON: one a line)."""
         generic = self.client._client
-        namespace = "*" if issubclass(self.kind, NamespacedResource) else None
         request = generic.prepare_request(
-            "list", self.kind, namespace=namespace, watch=watch, params=params,
-            headers={"Accept": accept},
+            "list", self.kind, namespace=self._namespace, watch=True, params=params,
+            headers={"Accept": METADATA_WATCH},
         )  # fmt: skip
-        if watch:
-            # The server ends the watch after WATCH_SECONDS; a read that waits longer is a
-            # connection gone dead without a reset.
-            request.timeout = httpx.Timeout(10.0, read=WATCH_SECONDS + 30)
-        response: httpx.Response = generic.send(generic.build_adapter_request(request), stream)
+        # The server ends the watch after WATCH_SECONDS; a read that waits longer is a
+        # connection gone dead without a reset.
+        request.timeout = httpx.Timeout(10.0, read=WATCH_SECONDS + 30)
+        response: httpx.Response = generic.send(generic.build_adapter_request(request), True)
         if response.status_code == 410:
             response.close()
             raise Gone()
@@ -225,9 +218,8 @@ class Informer:
 
 
 def _trimmed(obj: dict[str, Any]) -> dict[str, Any]:
-    """An object's metadata without managedFields: they mirror every field of the spec (most of
-    a pod's metadata: ~10 KB a pod of a few containers), and a list keeps every page's items
-    until the consumer takes them."""
+    """An event's object's metadata without managedFields: they mirror every field of the spec
+    (most of a pod's metadata: ~10 KB a pod of a few containers), and are never read."""
     metadata: dict[str, Any] = obj.get("metadata") or {}
     metadata.pop("managedFields", None)
     return metadata
