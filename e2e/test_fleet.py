@@ -205,9 +205,13 @@ class Fleet:
         self.target.webhook.edit_templates(edited)
         return data
 
-    def put_back(self, data: dict[str, str]) -> None:
+    def put_back(self, data: dict[str, str], digest: str) -> None:
+        """The templates as they were, and until every replica serves TEMPLATE at `digest`
+        again: pods created before would get the edited version, which `outdated` (reading
+        the ConfigMap) would rightly call outdated."""
         assert self.target.apiserver.update_templates(data).allowed
         self.target.webhook.edit_templates(data)
+        self.served(digest)
 
     def served(self, digest: str) -> None:
         """Until every replica of the webhook serves TEMPLATE at `digest`."""
@@ -374,6 +378,7 @@ def test_a_template_edit_waits_for_the_webhook_then_lists_the_pods_outdated(
     fleet.wait_pods(2, injected=True)
     fleet.all_current(2)
     [before] = {d[TEMPLATE] for d in fleet.replica_digests()}
+    original = before
     data = fleet.target.webhook.templates()
     restart = f"kubectl rollout restart deployment/web -n {namespace}"
     try:
@@ -415,7 +420,7 @@ def test_a_template_edit_waits_for_the_webhook_then_lists_the_pods_outdated(
         fleet.all_current(2)
         assert (TEMPLATE, "outdated") in fleet.gauges.zeros(namespace)
     finally:
-        fleet.put_back(data)
+        fleet.put_back(data, original)
 
 
 def bumped(attempt: int) -> Callable[[str], str]:
@@ -453,6 +458,7 @@ def test_a_template_restricted_away_from_the_namespace_blocks_its_pods(fleet: Fl
         document["namespaces"] = ["e2e-profile"]
         return yaml.safe_dump(document, sort_keys=False)
 
+    [original] = {d[TEMPLATE] for d in fleet.replica_digests()}
     data = fleet.edit(restricted)
     reason = (
         f"template {TEMPLATE!r} is not allowed in namespace {namespace!r} (allowed: e2e-profile)"
@@ -473,7 +479,7 @@ def test_a_template_restricted_away_from_the_namespace_blocks_its_pods(fleet: Fl
         table = fleet.operator.run("outdated", "-n", namespace)
         assert "blocked" in table.stdout and "not allowed in namespace" in table.stdout
     finally:
-        fleet.put_back(data)
+        fleet.put_back(data, original)
     # The restriction lifted: the same version as before, so current again without a restart;
     # restarted all the same (the pods come back through the webhook) and still current.
     fleet.all_current(2)
