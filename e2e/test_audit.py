@@ -250,7 +250,7 @@ def _shortened_audit_rules(monitoring: Monitoring, path: Path) -> Path:
     [group] = [g for g in monitoring.rule["spec"]["groups"] if g["name"].endswith("-audit")]
     shortened = copy.deepcopy(group)
     for rule in shortened["rules"]:
-        assert rule.pop("for") in ("10m", "24h"), rule["alert"]
+        assert rule.pop("for") in ("10m", "15m", "24h"), rule["alert"]
         rule["for"] = FOR
     assert {r["alert"] for r in shortened["rules"]} == AUDIT_ALERTS
     path.write_text(yaml.safe_dump({"groups": [shortened]}, sort_keys=False))

@@ -242,15 +242,20 @@ def gauges(
         d for d in cluster.release.docs if d["kind"] == "Deployment" and component(d) == "audit"
     )
     [container] = chart_audit["spec"]["template"]["spec"]["containers"]
-    args = [
-        a
-        for a in container["args"][1:]
-        if not a.startswith(("--templates-dir=", "--host=", "--metrics-port="))
-    ]
     root = tmp_path_factory.mktemp("fleet-audit")
-    with audit(
-        root, cluster.config.kubeconfig, f"--templates-dir={webhook.templates_volume.root}", *args
-    ) as process:
+    # The last-good ConfigMap as a fresh install mounts it: empty.
+    (root / "last-good").mkdir()
+    local = {
+        "--templates-dir": str(webhook.templates_volume.root),
+        "--last-good-dir": str(root / "last-good"),
+    }
+    args = [
+        f"{flag}={local[flag]}" if flag in local else a
+        for a in container["args"][1:]
+        for flag in [a.partition("=")[0]]
+        if flag not in ("--host", "--metrics-port")  # audit() sets them
+    ]
+    with audit(root, cluster.config.kubeconfig, *args) as process:
         deadline = time.monotonic() + DEADLINE
         while process.get("/readyz").status_code != 200:
             assert time.monotonic() < deadline, process.log.read_text()

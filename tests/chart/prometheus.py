@@ -190,6 +190,14 @@ class Monitoring:
         return f'job="{self.audit_job}",namespace="{self.namespace}"'
 
     @property
+    def audit_container(self) -> Manifest:
+        """The audit Deployment's container: its args are the process's command line."""
+        deployment = only((d for d in self.docs if component(d) == "audit"), "Deployment")
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        found: Manifest = container
+        return found
+
+    @property
     def audit_monitor(self) -> Manifest:
         return only((d for d in self.docs if component(d) == "audit"), "ServiceMonitor")
 

@@ -3,7 +3,8 @@ chart's own ServiceMonitor (its job relabeling), PrometheusRule (loaded as a rul
 dashboard: every dashboard query and every alert expression is evaluated through the HTTP API,
 without error, with data where traffic was sent. Next to it the real `sidecar-injector audit`,
 scraped as the audit's ServiceMonitor has it scraped, with a kubeconfig whose API server does
-not answer: alive, never in sync, so SidecarInjectorAuditDown becomes pending (its pod gauges,
+not answer: alive, never in sync and unable to keep the last-good ConfigMap, so
+SidecarInjectorAuditDown and SidecarInjectorLastGoodNotKept become pending (its pod gauges,
 which need an API server, are shown firing and clearing in e2e/test_audit.py). Failures are made for real — denied requests,
 a broken template, a certificate and key that do not match, a certificate three days from
 expiry, at last the service stopped — and their alerts become active; the one left healthy
@@ -62,6 +63,7 @@ INDUCED = {
     "SidecarInjectorCertificateReloadFailing": "firing",
     "SidecarInjectorCertificateExpiring": "firing",
     "SidecarInjectorAuditDown": "pending",  # for: 10m
+    "SidecarInjectorLastGoodNotKept": "pending",  # for: 15m
 }
 """The alerts the failures made here activate, and the state they reach at once."""
 HEALTHY = {"SidecarInjectorDown", "SidecarInjectorSlowAdmissions"}
@@ -82,14 +84,27 @@ Result = list[dict[str, Any]] | str
 
 
 @contextmanager
-def unsynced_audit(root: Path, templates: Path) -> Iterator[int]:
-    """The audit process on a free port, its API server unreachable; its metrics port. It must
-    exit 0 on SIGTERM."""
+def unsynced_audit(monitoring: Monitoring, root: Path, templates: Path) -> Iterator[int]:
+    """The audit process with the chart's audit args on a free port, the paths into this
+    machine's directories, its API server unreachable; its metrics port. It must exit 0 on
+    SIGTERM."""
     kubeconfig = root / "kubeconfig"
     kubeconfig.write_text(json.dumps(UNREACHABLE))
-    args = [f"--kubeconfig={kubeconfig}", f"--templates-dir={templates}", "--host=127.0.0.1",
-            "--metrics-port=0"]  # fmt: skip
-    found = Service(args, command=AUDIT)
+    (root / "last-good").mkdir()
+    local = {
+        "--templates-dir": str(templates),
+        "--host": "127.0.0.1",
+        "--metrics-port": "0",
+        "--last-good-dir": str(root / "last-good"),
+    }
+    chart = monitoring.audit_container["args"]
+    assert chart[0] == "audit"
+    args = [
+        f"{flag}={local[flag]}" if flag in local else arg
+        for arg in chart[1:]
+        for flag in [arg.partition("=")[0]]
+    ]
+    found = Service([*args, f"--kubeconfig={kubeconfig}"], command=AUDIT)
     try:
         line = found.stdout.wait_for(lambda text: '"event":"listening"' in text)
         assert line is not None, f"the audit did not start:\n{found.stdout.text()}"
@@ -201,7 +216,7 @@ def observed(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Observed:
 
     with (
         running(mounts.args()) as service,
-        unsynced_audit(root, mounts.templates.root) as audit_port,
+        unsynced_audit(monitoring, root, mounts.templates.root) as audit_port,
     ):
         target = f"127.0.0.1:{service.metrics_port}"
         scrape = monitoring.scrape_config(target, interval="1s")
@@ -324,15 +339,17 @@ def test_real_failures_activate_their_alerts_and_healthy_ones_stay_quiet(
     assert left == pytest.approx(EXPIRES_IN.total_seconds(), abs=120)
     [broken] = sample_values(observed.alerts["SidecarInjectorTemplateLoadErrors"])
     assert broken == 1
-    # The audit alive but never in sync: its own alert, on its job and namespace; no pod
-    # alert without pods.
-    result = observed.alerts["SidecarInjectorAuditDown"]
-    assert not isinstance(result, str), result
-    [down] = result
+    # The audit alive but never in sync, and unable to keep the last-good ConfigMap: its own
+    # alerts, on its job and namespace; no pod alert without pods.
     monitoring = observed.monitoring
-    assert down["metric"] == {"job": monitoring.audit_job, "namespace": monitoring.namespace}
-    assert sample_values([down]) == [0.0]
-    for name in AUDIT_ALERTS - {"SidecarInjectorAuditDown"}:
+    own = {"SidecarInjectorAuditDown", "SidecarInjectorLastGoodNotKept"}
+    for name in own:
+        result = observed.alerts[name]
+        assert not isinstance(result, str), result
+        [down] = result
+        assert down["metric"] == {"job": monitoring.audit_job, "namespace": monitoring.namespace}
+        assert sample_values([down]) == [0.0]
+    for name in AUDIT_ALERTS - own:
         assert observed.alerts[name] == [], name
 
 
