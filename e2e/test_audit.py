@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.chart import NAMESPACE, Release, render
 from e2e.cluster import Cluster
-from e2e.pods import PROFILE, bare
+from e2e.pods import NAMESPACE_LABELS, PROFILE, bare
 from e2e.target import Target
 from e2e.tools import COMMAND
 from tests.chart.helm import Helm
@@ -220,6 +220,11 @@ def test_the_chart_s_audit_pod_sees_a_namespace_labeled_after_its_pods(
     namespace = f"e2e-audit-{uuid.uuid4().hex[:6]}"
     kubectl.run("create", "namespace", namespace)
     try:
+        # Selected by the release's webhook.namespaceSelector, which the chart's audit is
+        # given too: pods the webhook never sees are not audited.
+        kubectl.run(
+            "label", "namespace", namespace, *[f"{k}={v}" for k, v in NAMESPACE_LABELS.items()]
+        )
         early = bare("early", None)
         early["metadata"]["namespace"] = namespace
         kubectl.apply(early)  # no opt-in yet: never sent to the webhook
