@@ -5,6 +5,7 @@ cleanly."""
 
 from __future__ import annotations
 
+import copy
 import json
 import signal
 import subprocess
@@ -17,13 +18,17 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e.chart import NAMESPACE, Release
+from e2e.chart import NAMESPACE, Release, render
 from e2e.cluster import Cluster
-from e2e.pods import PROFILE, bare
+from e2e.pods import NAMESPACE_LABELS, PROFILE, bare
 from e2e.target import Target
 from e2e.tools import COMMAND
+from tests.chart.helm import Helm
+from tests.chart.prometheus import MONITORING, Monitoring, Prometheus, prometheus, tools
+from tests.chart.test_monitoring import AUDIT_ALERTS
 
 SETTINGS_FLAGS = ("annotation-prefix", "default-templates", "exclude-namespaces", "native-sidecars")
 """The webhook's flags the audit takes too (plus every --profile): it decides as the webhook."""
@@ -32,6 +37,8 @@ PREFIX = "audit.e2e.sidecar-injector.io"
 those with its prefix), so they are created without their sidecar whatever else is installed."""
 DEADLINE = 30.0
 """The issue's bound: a pod without its sidecar shows in the gauges within 30 s."""
+WAIT = 60.0
+"""Bound on each alert state change: a scrape and an evaluation every second, `for` 5 s."""
 
 
 class Audit:
@@ -213,6 +220,11 @@ def test_the_chart_s_audit_pod_sees_a_namespace_labeled_after_its_pods(
     namespace = f"e2e-audit-{uuid.uuid4().hex[:6]}"
     kubectl.run("create", "namespace", namespace)
     try:
+        # Selected by the release's webhook.namespaceSelector, which the chart's audit is
+        # given too: pods the webhook never sees are not audited.
+        kubectl.run(
+            "label", "namespace", namespace, *[f"{k}={v}" for k, v in NAMESPACE_LABELS.items()]
+        )
         early = bare("early", None)
         early["metadata"]["namespace"] = namespace
         kubectl.apply(early)  # no opt-in yet: never sent to the webhook
@@ -227,3 +239,168 @@ def test_the_chart_s_audit_pod_sees_a_namespace_labeled_after_its_pods(
             time.sleep(0.5)
     finally:
         kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+# --- a real Prometheus on the audit: the chart's alerts fire and clear ---
+
+FOR = "5s"
+"""The audit alerts' `for` in the rule file Prometheus loads here: the chart's 10 min (24 h for
+outdated) shortened, so firing is seen in a test; everything else as rendered."""
+OLD_STATUS = json.dumps({"templates": [{"name": "log-shipper", "digest": "sha256:0ld"}]})
+"""A status annotation recording a version of log-shipper the templates no longer hold."""
+
+
+def _shortened_audit_rules(monitoring: Monitoring, path: Path) -> Path:
+    """The chart's audit alert group as a rule file, each `for` shortened to FOR."""
+    [group] = [g for g in monitoring.rule["spec"]["groups"] if g["name"].endswith("-audit")]
+    shortened = copy.deepcopy(group)
+    for rule in shortened["rules"]:
+        assert rule.pop("for") in ("10m", "15m", "24h"), rule["alert"]
+        rule["for"] = FOR
+    assert {r["alert"] for r in shortened["rules"]} == AUDIT_ALERTS
+    path.write_text(yaml.safe_dump({"groups": [shortened]}, sort_keys=False))
+    return path
+
+
+def _create_problems(kubectl: Any, namespace: str) -> None:
+    """Two pods created without their sidecar, one with an old version, and a namespace label
+    naming no profile (the fourth pod, asking nothing itself, would be refused if recreated)."""
+    for name in ("web-1", "web-2"):
+        kubectl.apply(_pod(name, namespace, "log-shipper"))
+    old = _pod("old", namespace, "log-shipper")
+    old["metadata"]["annotations"][f"{PREFIX}/status"] = OLD_STATUS
+    kubectl.apply(old)
+    kubectl.apply(_pod("plain", namespace, None))
+    kubectl.run("label", "namespace", namespace, f"{PREFIX}/inject=e2e-nope", "--overwrite")
+
+
+def _where(metric: dict[str, str]) -> tuple[str, str, str]:
+    """A table row's namespace, template (Prometheus drops an empty label) and state."""
+    return metric["namespace"], metric.get("template", ""), metric["state"]
+
+
+def _active(server: Prometheus, namespace: str) -> dict[tuple[str, str], str]:
+    """(alert, template) -> state of the audit's alerts about `namespace` (the AuditDown
+    alert, which has no template, under "")."""
+    return {
+        (a["labels"]["alertname"], a["labels"].get("template", "")): a["state"]
+        for a in server.api("alerts")["alerts"]
+        if a["labels"].get("namespace") == namespace or a["labels"]["alertname"].endswith("Down")
+    }
+
+
+def test_a_real_prometheus_fires_and_clears_the_audit_s_alerts(
+    cluster: Cluster, helm: Helm, tmp_path: Path
+) -> None:
+    """The real audit process on the real API server, scraped by a real Prometheus as the
+    audit's ServiceMonitor has it scraped (its job, honorLabels), evaluating the chart's audit
+    alert group: pods created without their sidecar, one outdated, a namespace label naming no
+    profile — each alert pending, then firing with the namespace and template; the dashboard's
+    audit panels show the same; fixed, they clear; the audit stopped, AuditDown."""
+    binaries = tools()
+    monitoring = Monitoring(render(helm, MONITORING).docs)
+    rules = _shortened_audit_rules(monitoring, tmp_path / "rules.yaml")
+    panels = {
+        where: query
+        for where, query in monitoring.panel_queries.items()
+        if "sidecar_injector_audit_" in query
+    }
+    assert len(panels) == 3, panels
+
+    release = cluster.release
+    templates = release.templates_dir(tmp_path / "templates")
+    namespace = f"e2e-alerts-{uuid.uuid4().hex[:6]}"
+    kubectl = cluster.kubectl
+    kubectl.run("create", "namespace", namespace)
+    try:
+        with audit(
+            tmp_path, cluster.config.kubeconfig, f"--templates-dir={templates}",
+            *_settings(release),
+        ) as found:  # fmt: skip
+            target = found.url.removeprefix("http://")
+            scrape = monitoring.audit_scrape_config(target, interval="1s")
+            with prometheus(binaries, tmp_path, [scrape], [rules]) as server:
+                synced = f"sidecar_injector_audit_synced{{{monitoring.audit_selector}}}"
+                server.wait_for("the audit scraped, in sync", lambda: server.values(synced) == [1])
+                # Before the first scrape the audit is absent: AuditDown (`for` shortened) may
+                # have fired; in sync, every alert is quiet.
+                server.wait_for("no alert", lambda: not _active(server, namespace), WAIT)
+
+                _create_problems(kubectl, namespace)
+                states = {
+                    ("SidecarInjectorPodsMissingSidecar", "log-shipper"),
+                    ("SidecarInjectorPodsOutdated", "log-shipper"),
+                    ("SidecarInjectorPodsBlocked", ""),
+                }
+                seen: set[str] = set()
+
+                def reached(state: str) -> bool:
+                    now = _active(server, namespace)
+                    seen.update(f"{key[0]}={value}" for key, value in now.items())
+                    return now == dict.fromkeys(states, state)
+
+                server.wait_for(
+                    "the pod alerts firing", lambda: reached("firing"), WAIT, lambda: str(seen)
+                )
+                firing = {
+                    (a["labels"]["alertname"], a["labels"].get("template", "")): float(a["value"])
+                    for a in server.api("alerts")["alerts"]
+                    if a["labels"].get("namespace") == namespace
+                }
+                by_state = {
+                    s["metric"]["state"]: float(s["value"][1])
+                    for s in server.query(panels["Audited pods by state / A"])
+                }
+                table = {
+                    _where(s["metric"]): float(s["value"][1])
+                    for s in server.query(
+                        panels["Missed or blocked pods by namespace and template / A"]
+                    )
+                }
+                in_sync = server.values(panels["Audit in sync / A"])
+
+                # Fixed: the label taken off, the pods recreated (here: deleted).
+                kubectl.run("label", "namespace", namespace, f"{PREFIX}/inject-")
+                kubectl.run("delete", "pod", "web-1", "web-2", "old", "plain",
+                            f"--namespace={namespace}", "--wait=false")  # fmt: skip
+                server.wait_for(
+                    "the pod alerts cleared", lambda: not _active(server, namespace), WAIT
+                )
+                zeros = server.query(
+                    f"sidecar_injector_audit_pods{{{monitoring.audit_pods_selector},"
+                    f'namespace="{namespace}"}}'
+                )
+
+                assert stop(found) == 0
+                server.wait_for(
+                    "AuditDown firing once the audit is stopped",
+                    lambda: any(
+                        a["labels"]["alertname"] == "SidecarInjectorAuditDown"
+                        and a["state"] == "firing"
+                        for a in server.api("alerts")["alerts"]
+                    ),
+                    WAIT,
+                )
+                health = {
+                    r["name"]: (r["health"], r.get("lastError", ""))
+                    for g in server.api("rules")["groups"]
+                    for r in g["rules"]
+                }
+    finally:
+        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+    assert firing == {
+        ("SidecarInjectorPodsMissingSidecar", "log-shipper"): 2.0,
+        ("SidecarInjectorPodsOutdated", "log-shipper"): 1.0,
+        ("SidecarInjectorPodsBlocked", ""): 1.0,
+    }
+    assert "SidecarInjectorAuditDown=pending" not in seen, "in sync: AuditDown stayed quiet"
+    for alert, _ in states:
+        assert {f"{alert}=pending", f"{alert}=firing"} <= seen, f"{alert}: pending first ({seen})"
+    assert by_state.get("missed", 0) >= 2 and by_state.get("outdated", 0) >= 1, by_state
+    assert {k: v for k, v in table.items() if k[0] == namespace} == {
+        (namespace, "log-shipper", "missed"): 2.0,
+        (namespace, "", "blocked"): 1.0,
+    }
+    assert in_sync == [1.0]
+    assert zeros and {float(s["value"][1]) for s in zeros} == {0.0}, "the series stay, at 0"
+    assert health == dict.fromkeys(AUDIT_ALERTS, ("ok", ""))

@@ -144,8 +144,7 @@ class Monitoring:
     @property
     def audit_job(self) -> str:
         """The job label the audit's ServiceMonitor gives its target."""
-        monitor = only((d for d in self.docs if component(d) == "audit"), "ServiceMonitor")
-        [endpoint] = monitor["spec"]["endpoints"]
+        [endpoint] = self.audit_monitor["spec"]["endpoints"]
         [job] = [r["replacement"] for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
         assert isinstance(job, str)
         return job
@@ -177,6 +176,47 @@ class Monitoring:
             "scheme": self.endpoint["scheme"],
             "static_configs": [{"targets": [target], "labels": {"namespace": self.namespace}}],
             "relabel_configs": [snake_keys(r) for r in self.endpoint.get("relabelings", [])],
+        }
+
+    @property
+    def audit_pods_selector(self) -> str:
+        """The label matcher of the audit's pod gauges: its job alone (their `namespace` is the
+        audited pods')."""
+        return f'job="{self.audit_job}"'
+
+    @property
+    def audit_selector(self) -> str:
+        """The label matchers of the audit's own metrics: its job and the release namespace."""
+        return f'job="{self.audit_job}",namespace="{self.namespace}"'
+
+    @property
+    def audit_container(self) -> Manifest:
+        """The audit Deployment's container: its args are the process's command line."""
+        deployment = only((d for d in self.docs if component(d) == "audit"), "Deployment")
+        [container] = deployment["spec"]["template"]["spec"]["containers"]
+        found: Manifest = container
+        return found
+
+    @property
+    def audit_monitor(self) -> Manifest:
+        return only((d for d in self.docs if component(d) == "audit"), "ServiceMonitor")
+
+    def audit_scrape_config(self, target: str, interval: str) -> dict[str, Any]:
+        """The scrape job the prometheus-operator makes of the audit's ServiceMonitor, for one
+        target standing for the audit Pod: as `scrape_config`, plus its `honorLabels` (the
+        pod gauges keep the audited pods' `namespace`)."""
+        meta = self.audit_monitor["metadata"]
+        [endpoint] = self.audit_monitor["spec"]["endpoints"]
+        [namespace] = self.audit_monitor["spec"]["namespaceSelector"]["matchNames"]
+        return {
+            "job_name": f"serviceMonitor/{meta['namespace']}/{meta['name']}/0",
+            "scrape_interval": interval,
+            "scrape_timeout": interval,
+            "metrics_path": endpoint["path"],
+            "scheme": endpoint["scheme"],
+            "honor_labels": endpoint.get("honorLabels", False),
+            "static_configs": [{"targets": [target], "labels": {"namespace": namespace}}],
+            "relabel_configs": [snake_keys(r) for r in endpoint.get("relabelings", [])],
         }
 
 
@@ -251,14 +291,21 @@ class Prometheus:
         return [float(sample["value"][1]) for sample in self.query(promql)]
 
     def wait_for(
-        self, what: str, check: Callable[[], bool], timeout: float = START_TIMEOUT
+        self,
+        what: str,
+        check: Callable[[], bool],
+        timeout: float = START_TIMEOUT,
+        seen: Callable[[], str] | None = None,
     ) -> None:
-        """Poll `check` until it holds; fail saying `what` did not happen in time."""
+        """Poll `check` until it holds; fail saying `what` did not happen in time (and what
+        `seen` says was seen instead)."""
         deadline = time.monotonic() + timeout
         while not check():
             if time.monotonic() > deadline or self.proc.poll() is not None:
+                instead = f" (seen: {seen()})" if seen is not None else ""
                 raise AssertionError(
-                    f"Prometheus: {what} did not happen within {timeout}s:\n{self.output.text()}"
+                    f"Prometheus: {what} did not happen within {timeout}s{instead}:\n"
+                    f"{self.output.text()}"
                 )
             time.sleep(0.2)
 

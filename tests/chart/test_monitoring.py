@@ -252,6 +252,59 @@ def test_dashboard_has_the_panels_the_readme_lists(helm: Helm) -> None:
     assert [t["legendFormat"] for t in latency["targets"]] == ["p50", "p99"]
 
 
+AUDIT_PANELS = {
+    "Audit in sync",
+    "Audited pods by state",
+    "Missed or blocked pods by namespace and template",
+}
+"""The fleet audit's panels: rendered only with audit.enabled."""
+
+
+def test_the_audit_s_panels_show_states_and_where_pods_are_missed_or_blocked(
+    helm: Helm,
+) -> None:
+    """Pods by state, and a table of the namespaces and templates with missed or blocked pods,
+    on the audit's real gauge and its job (the same selector as its alerts)."""
+    monitoring = render(helm, "monitoring-defaults")
+    panels = {p["title"]: p for p in monitoring.panels}
+    assert set(panels) >= AUDIT_PANELS
+    pods = f'sidecar_injector_audit_pods{{job="{monitoring.audit_job}"}}'
+    [by_state] = panels["Audited pods by state"]["targets"]
+    assert by_state["expr"] == f"sum by (state) ({pods})"
+    assert by_state["legendFormat"] == "{{state}}"
+    table = panels["Missed or blocked pods by namespace and template"]
+    assert table["type"] == "table"
+    [where] = table["targets"]
+    assert where["expr"] == (
+        "sum by (namespace, template, state) "
+        f'({pods.removesuffix("}")},state=~"missed|blocked"}}) > 0'
+    )
+    assert (where["format"], where["instant"]) == ("table", True)
+    [synced] = panels["Audit in sync"]["targets"]
+    assert synced["expr"] == (
+        f'min(sidecar_injector_audit_synced{{job="{monitoring.audit_job}",'
+        f'namespace="{monitoring.namespace}"}})'
+    )
+    rows = sorted({(p["gridPos"]["y"], p["gridPos"]["x"]) for p in panels.values()})
+    assert len(rows) == len(panels), "no two panels at the same place"
+
+
+def test_without_the_audit_its_panels_are_left_out(helm: Helm) -> None:
+    with_audit = render(helm, "monitoring-defaults")
+    without = Monitoring.render(helm, {**MONITORING, "audit": {"enabled": False}})
+    assert {p["title"] for p in without.panels} == {
+        p["title"] for p in with_audit.panels
+    } - AUDIT_PANELS
+    assert (
+        "sidecar_injector_audit" not in without.dashboard_configmap["data"]["sidecar-injector.json"]
+    )
+    kept = [p for p in with_audit.panels if p["title"] not in AUDIT_PANELS]
+    assert without.panels == kept
+    assert {k: v for k, v in without.dashboard.items() if k != "panels"} == {
+        k: v for k, v in with_audit.dashboard.items() if k != "panels"
+    }
+
+
 def test_dashboards_of_two_releases_do_not_collide(helm: Helm) -> None:
     one = Monitoring(helm.template(MONITORING))
     other = Monitoring(helm.template(MONITORING, release="other", namespace="other"))

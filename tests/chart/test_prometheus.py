@@ -1,22 +1,30 @@
 """A real Prometheus scraping the real service under real admission traffic, configured from the
 chart's own ServiceMonitor (its job relabeling), PrometheusRule (loaded as a rule file) and
 dashboard: every dashboard query and every alert expression is evaluated through the HTTP API,
-without error, with data where traffic was sent. Failures are made for real — denied requests,
+without error, with data where traffic was sent. Next to it the real `sidecar-injector audit`,
+scraped as the audit's ServiceMonitor has it scraped, with a kubeconfig whose API server does
+not answer: alive, never in sync and unable to keep the last-good ConfigMap, so
+SidecarInjectorAuditDown and SidecarInjectorLastGoodNotKept become pending (its pod gauges,
+which need an API server, are shown firing and clearing in e2e/test_audit.py). Failures are made for real — denied requests,
 a broken template, a certificate and key that do not match, a certificate three days from
 expiry, at last the service stopped — and their alerts become active; the one left healthy
 (latency) stays quiet.
 
-Both processes run on 127.0.0.1 with free ports, Prometheus scrapes and evaluates every second,
+The processes run on 127.0.0.1 with free ports, Prometheus scrapes and evaluates every second,
 every wait is bounded, and both are always stopped."""
 
 from __future__ import annotations
 
 import datetime
+import json
 import math
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -54,14 +62,57 @@ INDUCED = {
     "SidecarInjectorTemplatesReloadFailing": "firing",
     "SidecarInjectorCertificateReloadFailing": "firing",
     "SidecarInjectorCertificateExpiring": "firing",
+    "SidecarInjectorAuditDown": "pending",  # for: 10m
+    "SidecarInjectorLastGoodNotKept": "pending",  # for: 15m
 }
 """The alerts the failures made here activate, and the state they reach at once."""
 HEALTHY = {"SidecarInjectorDown", "SidecarInjectorSlowAdmissions"}
 """Quiet while the service runs: it is up, and answers in milliseconds."""
 WAIT = 20.0
+AUDIT = (str(Path(sys.executable).parent / "sidecar-injector"), "audit")
+"""The console script, as the chart's audit container runs it."""
+UNREACHABLE = {
+    "apiVersion": "v1", "kind": "Config", "current-context": "x",
+    "clusters": [{"name": "x", "cluster": {"server": "https://127.0.0.1:9"}}],
+    "users": [{"name": "x", "user": {"token": "t"}}],
+    "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
+}  # fmt: skip
+"""A kubeconfig whose API server refuses every connection."""
 
 Result = list[dict[str, Any]] | str
 """A query's vector, or Prometheus's error."""
+
+
+@contextmanager
+def unsynced_audit(monitoring: Monitoring, root: Path, templates: Path) -> Iterator[int]:
+    """The audit process with the chart's audit args on a free port, the paths into this
+    machine's directories, its API server unreachable; its metrics port. It must exit 0 on
+    SIGTERM."""
+    kubeconfig = root / "kubeconfig"
+    kubeconfig.write_text(json.dumps(UNREACHABLE))
+    (root / "last-good").mkdir()
+    local = {
+        "--templates-dir": str(templates),
+        "--host": "127.0.0.1",
+        "--metrics-port": "0",
+        "--last-good-dir": str(root / "last-good"),
+    }
+    chart = monitoring.audit_container["args"]
+    assert chart[0] == "audit"
+    args = [
+        f"{flag}={local[flag]}" if flag in local else arg
+        for arg in chart[1:]
+        for flag in [arg.partition("=")[0]]
+    ]
+    found = Service([*args, f"--kubeconfig={kubeconfig}"], command=AUDIT)
+    try:
+        line = found.stdout.wait_for(lambda text: '"event":"listening"' in text)
+        assert line is not None, f"the audit did not start:\n{found.stdout.text()}"
+        found.metrics_port = json.loads(line)["metrics_port"]
+        yield found.metrics_port
+    finally:
+        code = found.stop()
+    assert code == 0, f"the audit exited {code}:\n{found.stdout.text()}{found.stderr.text()}"
 
 
 @dataclass
@@ -152,9 +203,7 @@ def wait_for(what: str, check: Callable[[], bool], service: Service) -> None:
 def observed(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Observed:
     binaries = tools()
     root = tmp_path_factory.mktemp("monitoring")
-    # Only the webhook runs here (the audit needs an API server to list): its alerts and
-    # panels only. The audit's alerts are checked by promtool (alerts_test.yaml).
-    monitoring = Monitoring.render(helm, {**MONITORING, "audit": {"enabled": False}})
+    monitoring = Monitoring.render(helm, MONITORING)
     selector = monitoring.matchers
 
     ca = trustme.CA()
@@ -165,13 +214,19 @@ def observed(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Observed:
     leaf = ca.issue_cert(SERVICE_NAME, not_after=expires)
     mounts.secret.write(secret_files(leaf))
 
-    with running(mounts.args()) as service:
+    with (
+        running(mounts.args()) as service,
+        unsynced_audit(monitoring, root, mounts.templates.root) as audit_port,
+    ):
         target = f"127.0.0.1:{service.metrics_port}"
         scrape = monitoring.scrape_config(target, interval="1s")
+        audit_scrape = monitoring.audit_scrape_config(f"127.0.0.1:{audit_port}", interval="1s")
         rules = rule_file(monitoring, root / "rules.yaml")
-        with prometheus(binaries, root, [scrape], [rules]) as server:
+        with prometheus(binaries, root, [scrape, audit_scrape], [rules]) as server:
             up = f"up{{{selector}}}"
             server.wait_for("a first scrape of the service", lambda: server.values(up) == [1.0])
+            audit_up = f"up{{{monitoring.audit_selector}}}"
+            server.wait_for("a first scrape of the audit", lambda: server.values(audit_up) == [1])
 
             send_traffic(service, ca)
             mounts.templates.write({**examples, "broken.yaml": BROKEN_TEMPLATE})
@@ -230,27 +285,43 @@ def observed(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> Observed:
     return Observed(monitoring, panels, alerts, series, states, groups, down)
 
 
+def needs_pods(query: str) -> bool:
+    """Whether a query reads the audit's pod gauges: exported only once the audit has listed
+    pods from an API server (e2e/test_audit.py shows them with a real one)."""
+    return "sidecar_injector_audit_pods" in query
+
+
 def test_every_dashboard_query_has_data(observed: Observed) -> None:
-    """Every panel's queries evaluate, with data; those over counters (rates, increases, the
-    latency histogram) show the traffic that was sent."""
+    """Every panel's queries evaluate, with data (the audit's pod panels aside: no API server
+    here); those over counters (rates, increases, the latency histogram) show the traffic that
+    was sent."""
     for where, result in observed.panels.items():
         assert not isinstance(result, str), f"{where}: {result}"
-        assert result, f"{where}: no data"
         query = observed.monitoring.panel_queries[where]
+        if needs_pods(query):
+            assert result == [], f"{where}: {result}"
+            continue
+        assert result, f"{where}: no data"
         if "rate(" in query or "increase(" in query:
             values = [v for v in sample_values(result) if not math.isnan(v)]
             assert any(v > 0 for v in values), f"{where}: no traffic in {values}"
-    assert len(observed.panels) == len(observed.monitoring.panel_queries) >= 15
+    assert len(observed.panels) == len(observed.monitoring.panel_queries) >= 18
+    assert sum(needs_pods(q) for q in observed.monitoring.panel_queries.values()) == 2
 
 
 def test_every_alert_expression_evaluates_on_the_real_series(observed: Observed) -> None:
     """Every alert evaluates without error, and every selector in every alert and panel
-    matches series of the real service, as scraped through the ServiceMonitor's job."""
-    assert set(observed.alerts) == set(ALERTS) - AUDIT_ALERTS
+    matches series of the real service and the real audit, as scraped through their
+    ServiceMonitors' jobs (the audit's pod gauges aside: no API server here)."""
+    assert set(observed.alerts) == set(ALERTS)
     for name, result in observed.alerts.items():
         assert not isinstance(result, str), f"{name}: {result}"
     for selector, count in observed.series.items():
+        if needs_pods(selector):
+            assert sample_values(count) == [], f"{selector}: {count}"
+            continue
         assert sample_values(count) and sample_values(count)[0] > 0, f"{selector}: no series"
+    assert any(needs_pods(s) for s in observed.series)
 
 
 def test_real_failures_activate_their_alerts_and_healthy_ones_stay_quiet(
@@ -268,11 +339,23 @@ def test_real_failures_activate_their_alerts_and_healthy_ones_stay_quiet(
     assert left == pytest.approx(EXPIRES_IN.total_seconds(), abs=120)
     [broken] = sample_values(observed.alerts["SidecarInjectorTemplateLoadErrors"])
     assert broken == 1
+    # The audit alive but never in sync, and unable to keep the last-good ConfigMap: its own
+    # alerts, on its job and namespace; no pod alert without pods.
+    monitoring = observed.monitoring
+    own = {"SidecarInjectorAuditDown", "SidecarInjectorLastGoodNotKept"}
+    for name in own:
+        result = observed.alerts[name]
+        assert not isinstance(result, str), result
+        [down] = result
+        assert down["metric"] == {"job": monitoring.audit_job, "namespace": monitoring.namespace}
+        assert sample_values([down]) == [0.0]
+    for name in AUDIT_ALERTS - own:
+        assert observed.alerts[name] == [], name
 
 
 def test_prometheus_loads_and_evaluates_every_rule(observed: Observed) -> None:
     rules = [rule for group in observed.rules for rule in group["rules"]]
-    assert {rule["name"] for rule in rules} == set(ALERTS) - AUDIT_ALERTS
+    assert {rule["name"] for rule in rules} == set(ALERTS)
     for rule in rules:
         assert (rule["health"], rule.get("lastError", "")) == ("ok", ""), rule
         assert rule["labels"]["severity"] == ALERTS[rule["name"]]
