@@ -362,6 +362,9 @@ def test_pods_created_while_the_webhook_is_down_are_missed_until_restarted(
             assert (
                 found["served"]["unknown"] == f"no ready webhook replica in namespace {NAMESPACE}"
             )
+            assert found["served"]["down"] is True
+            assert workload["fix"].startswith("wait until a webhook replica is ready"), workload
+            assert workload["fix"].endswith(f"then: {restart}")
     assert took < DEADLINE
     figure(f"fleet: pods created without their sidecar counted missed in {took:.1f} s")
     # The webhook answers again: the same pods, the same fix, now to be run.

@@ -49,6 +49,9 @@ class Served:
 
     replicas: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     unknown: str | None = None
+    down: str | None = None
+    """The release namespace, when no webhook replica is ready: a restart then recreates the
+    pods without their sidecars (failurePolicy Ignore) or is refused (Fail)."""
 
     def behind(self, current: Mapping[str, str]) -> dict[str, str]:
         """Templates some replica does not serve in the `current` version yet, each with what
@@ -136,7 +139,13 @@ class Report:
         parts = [f"first: {reason}" for reason in workload.first]
         restart = workload.restart
         waits = workload.waits_for(self.behind)
-        if restart is not None and waits:
+        if restart is not None and self.served.down is not None:
+            parts.append(
+                f"wait until a webhook replica is ready (kubectl get deployments -n "
+                f"{self.served.down}; a restart now recreates the pods without their sidecars, "
+                f"or is refused), then: {restart}"
+            )
+        elif restart is not None and waits:
             parts.append(
                 f"wait until the webhook serves the ConfigMap's {', '.join(waits)} (a restart "
                 f"now recreates the old version), then: {restart}"
@@ -181,6 +190,7 @@ class Report:
             "served": {
                 "known": self.served.unknown is None,
                 "unknown": self.served.unknown,
+                "down": self.served.down is not None,
                 "replicas": {pod: dict(t) for pod, t in self.served.replicas.items()},
                 "behind": behind,
             },
@@ -322,7 +332,7 @@ def served(
     except AccessError as exc:
         return Served(unknown=str(exc))
     if not replicas:
-        return Served(unknown=f"no ready webhook replica in namespace {namespace}")
+        return Served(unknown=f"no ready webhook replica in namespace {namespace}", down=namespace)
     found: dict[str, dict[str, str]] = {}
     for pod in sorted(replicas):
         try:

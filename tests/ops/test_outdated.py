@@ -121,9 +121,24 @@ def test_a_restart_waits_until_the_webhook_serves_the_configmap_s_version() -> N
     assert unknown.to_json()["served"] == {
         "known": False,
         "unknown": "no ready webhook replica",
+        "down": False,
         "replicas": {},
         "behind": {},
     }
+    assert unknown.fix(by["new"]) == "kubectl rollout restart deployment/new -n shop"
+
+
+def test_no_ready_webhook_replica_means_wait_before_a_restart() -> None:
+    pods = [pod("new", ("Deployment", "new"), "b")]
+    down = Served(unknown="no ready webhook replica in namespace si", down="si")
+    found = report(pods, {}, served=down, current=CURRENT)
+    (workload,) = found.workloads
+    assert found.fix(workload) == (
+        "wait until a webhook replica is ready (kubectl get deployments -n si; a restart now "
+        "recreates the pods without their sidecars, or is refused), then: "
+        "kubectl rollout restart deployment/new -n shop"
+    )
+    assert found.to_json()["served"]["down"] is True
 
 
 def test_malformed_status_annotations_are_errors_never_counted() -> None:
