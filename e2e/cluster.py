@@ -17,9 +17,6 @@ from that registry (the chart's default, or E2E_IMAGE), checked in the registry,
 
 from __future__ import annotations
 
-import base64
-import copy
-import itertools
 import json
 import os
 import shutil
@@ -37,9 +34,10 @@ import yaml
 
 from e2e import tools
 from e2e.chart import NAMESPACE, RELEASE, VALUES, Release
+from e2e.cluster_apiserver import POD_TIMEOUT, ClusterApiserver, owned_by
+from e2e.kubectl import Kubectl, is_ready, last_line
 from e2e.local import LocalInjector, started
-from e2e.metrics import Samples
-from e2e.pki import CAIssuer, Issued
+from e2e.pki import CAIssuer
 from e2e.pods import (
     APPS,
     INJECT,
@@ -47,11 +45,17 @@ from e2e.pods import (
     NAMESPACES,
     Obj,
     random_suffix,
-    replicaset_pod,
 )
-from e2e.target import Admission, Applied, Target
+from e2e.target import Target
+from e2e.webhooks import (
+    EXTERNAL_HOST,
+    InClusterWebhook,
+    NodeWebhook,
+    external_values,
+    image_values,
+    node_values,
+)
 from tests.chart.helm import CHART_DIR, Helm, load_script, only, webhook_object
-from tests.k8s import assert_valid
 
 INSTALL_TIMEOUT = "5m"
 HELM_TIMEOUT = 600.0
@@ -62,15 +66,9 @@ a second; a bare apiserver never does, and this is what finding that out costs."
 SERVICE_ACCOUNT_TIMEOUT = 60.0
 """The controller-manager's ServiceAccount controller creates `default` in a new namespace."""
 CA_INJECTION_TIMEOUT = 120.0
-POD_TIMEOUT = 120.0
-CERT_RENEWAL_TIMEOUT = 120.0
-KUBELET_SYNC_BOUND = 150.0
-"""A ConfigMap or Secret edit reaches the mounted volume after the kubelet's sync period and
-cache TTL (about a minute each by default), then the service's own 2 s."""
-EXTERNAL_HOST = "127.0.0.1"
-"""The external webhook listens here: the bare apiserver must run on this machine."""
-DENIED = "denied the request"
 NODE_IMAGES = ("busybox:1.36.1",)
+release_script = load_script("release")
+"""scripts/release.py: its registry client tells whether an image tag is in the registry."""
 release_script = load_script("release")
 """scripts/release.py: its registry client tells whether an image tag is in the registry."""
 """Images node mode runs besides E2E_IMAGE: the chart's `helm test` Pod and the node scenarios'
@@ -132,38 +130,6 @@ class ClusterConfig:
             upgrade_version=environ.get("E2E_UPGRADE_VERSION", ""),
             upgrade_image=environ.get("E2E_UPGRADE_IMAGE", ""),
         )
-
-
-class Kubectl:
-    """kubectl against the configured cluster; failures carry its stderr."""
-
-    def __init__(self, binary: Path, kubeconfig: Path) -> None:
-        self.binary = binary
-        self.kubeconfig = kubeconfig
-
-    def run(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{result.stderr}")
-        return result
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.run("get", "--output=json", *args).stdout)
-
-    def apply(self, obj: Obj) -> None:
-        self.run("apply", "--filename=-", input=json.dumps(obj))
-
-    def raw(self, path: str) -> str:
-        return self.run("get", "--raw", path).stdout
 
 
 @dataclass
@@ -555,340 +521,6 @@ class Cluster:
         namespace["spec"]["finalizers"] = []
         finalize = f"/api/v1/namespaces/{name}/finalize"
         self.kubectl.run("replace", "--raw", finalize, "--filename=-", input=json.dumps(namespace))
-
-
-class ClusterApiserver:
-    """Creates Pods and updates the templates ConfigMap with kubectl: the apiserver runs the
-    whole admission chain."""
-
-    def __init__(
-        self, kubectl: Kubectl, controllers: bool, native_sidecars: bool, templates: Obj
-    ) -> None:
-        self.kubectl = kubectl
-        self.templates = templates
-        """The templates ConfigMap as rendered (its name and namespace)."""
-        self.controllers = controllers
-        """False on a bare apiserver: no ReplicaSet controller, Pods are created as it would."""
-        self.native_sidecars = native_sidecars
-        self.run_id = random_suffix()
-        self.counter = itertools.count()
-
-    def unique(self, name: str) -> str:
-        """Names are unique per run, so scenarios can create the same Pod again."""
-        return f"{name}-{self.run_id}{next(self.counter)}"
-
-    def admit(self, pod: Obj, namespace: str, *, dry_run: bool = False) -> Admission:
-        pod = copy.deepcopy(pod)
-        metadata = pod["metadata"]
-        metadata["namespace"] = namespace
-        if "name" in metadata:
-            metadata["name"] = self.unique(metadata["name"])
-        args = ["create", "--filename=-", "--output=json", f"--namespace={namespace}"]
-        if dry_run:
-            args.append("--dry-run=server")
-        result = self.kubectl.run(*args, input=json.dumps(pod), check=False)
-        warnings = kubectl_warnings(result.stderr)
-        if result.returncode != 0:
-            assert DENIED in result.stderr, f"kubectl create failed:\n{result.stderr}"
-            return Admission(pod, False, None, result.stderr.strip(), warnings)
-        stored: Obj = json.loads(result.stdout)
-        assert_valid(stored)
-        if dry_run and "name" in metadata:
-            found = self.kubectl.run("get", "pod", metadata["name"], "-n", namespace, check=False)
-            assert found.returncode != 0, "a dry-run created the Pod"
-        return Admission(pod, True, stored, warnings=warnings)
-
-    def update_templates(self, data: Mapping[str, str], *, dry_run: bool = False) -> Applied:
-        metadata = self.templates["metadata"]
-        configmap = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": metadata["name"], "namespace": metadata["namespace"]},
-            "data": dict(data),
-        }
-        args = ["replace", "--filename=-", "--output=json"]
-        if dry_run:
-            args.append("--dry-run=server")
-        result = self.kubectl.run(*args, input=json.dumps(configmap), check=False)
-        warnings = kubectl_warnings(result.stderr)
-        if result.returncode != 0:
-            assert DENIED in result.stderr, f"kubectl replace failed:\n{result.stderr}"
-            return Applied(False, result.stderr.strip(), warnings)
-        return Applied(True, warnings=warnings)
-
-    def label_namespace(self, name: str, value: str | None) -> Applied:
-        label = f"{INJECT}-" if value is None else f"{INJECT}={value}"
-        result = self.kubectl.run("label", "namespace", name, label, "--overwrite", check=False)
-        return applied(result, "kubectl label")
-
-    def create_namespace(self, namespace: Obj, *, dry_run: bool = False) -> Applied:
-        args = ["create", "--filename=-", "--output=json"]
-        if dry_run:
-            args.append("--dry-run=server")
-        result = self.kubectl.run(*args, input=json.dumps(namespace), check=False)
-        return applied(result, "kubectl create namespace")
-
-    def create_deployment(self, deployment: Obj, namespace: str) -> list[Admission]:
-        if not self.controllers:
-            replicas: int = deployment["spec"]["replicas"]
-            return [self.admit(replicaset_pod(deployment), namespace) for _ in range(replicas)]
-        deployment = copy.deepcopy(deployment)
-        name = deployment["metadata"]["name"] = self.unique(deployment["metadata"]["name"])
-        deployment["metadata"]["namespace"] = namespace
-        args = ["create", "--filename=-", "--output=json", f"--namespace={namespace}"]
-        created = json.loads(self.kubectl.run(*args, input=json.dumps(deployment)).stdout)
-        replicaset = self._wait_for_replicaset(name, namespace, created["metadata"]["uid"])
-        count: int = deployment["spec"]["replicas"]
-        pods = self._wait_for_pods(replicaset, namespace, count)
-        return [Admission(created_by(replicaset), True, pod) for pod in pods]
-
-    def _wait_for_replicaset(self, deployment: str, namespace: str, uid: str) -> Obj:
-        """The ReplicaSet the Deployment controller created for the Deployment `uid`."""
-        deadline = time.monotonic() + POD_TIMEOUT
-        while True:
-            found = owned_by(self.kubectl.get("replicasets", f"--namespace={namespace}"), uid)
-            if found:
-                assert len(found) == 1, f"{deployment}: {len(found)} ReplicaSets"
-                return found[0]
-            assert time.monotonic() < deadline, f"{deployment} got no ReplicaSet"
-            time.sleep(0.5)
-
-    def _wait_for_pods(self, replicaset: Obj, namespace: str, count: int) -> list[Obj]:
-        """The Pods the ReplicaSet controller created (each through the webhook) for it."""
-        metadata = replicaset["metadata"]
-        deadline = time.monotonic() + POD_TIMEOUT
-        while True:
-            pods = owned_by(self.kubectl.get("pods", f"--namespace={namespace}"), metadata["uid"])
-            if len(pods) >= count:
-                return pods[:count]
-            if time.monotonic() >= deadline:
-                # Why the controller could not create them (a denial, an unreachable webhook).
-                events = self.kubectl.run(
-                    "get", "events", f"--namespace={namespace}",
-                    f"--field-selector=involvedObject.name={metadata['name']}",
-                    check=False,
-                )  # fmt: skip
-                raise AssertionError(
-                    f"{metadata['name']} created {len(pods)} of {count} Pods:\n{events.stdout}"
-                )
-            time.sleep(0.5)
-
-
-def last_line(text: str) -> str:
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "(no output)"
-
-
-def applied(result: subprocess.CompletedProcess[str], what: str) -> Applied:
-    """A kubectl edit's outcome: a failure must be an admission denial."""
-    warnings = kubectl_warnings(result.stderr)
-    if result.returncode != 0:
-        assert DENIED in result.stderr, f"{what} failed:\n{result.stderr}"
-        return Applied(False, result.stderr.strip(), warnings)
-    return Applied(True, warnings=warnings)
-
-
-def kubectl_warnings(stderr: str) -> tuple[str, ...]:
-    """The admission warnings kubectl printed."""
-    return tuple(
-        line.removeprefix("Warning: ")
-        for line in stderr.splitlines()
-        if line.startswith("Warning: ")
-    )
-
-
-def owned_by(listing: Obj, uid: str) -> list[Obj]:
-    """The items of a `kubectl get` list whose controller is the object `uid`."""
-    return [
-        item
-        for item in listing["items"]
-        if any(
-            ref["uid"] == uid and ref.get("controller")
-            for ref in item["metadata"].get("ownerReferences", [])
-        )
-    ]
-
-
-def created_by(replicaset: Obj) -> Obj:
-    """The Pod the ReplicaSet controller submits for `replicaset`, before admission."""
-    template = copy.deepcopy(replicaset["spec"]["template"])
-    metadata = template["metadata"]
-    replicaset_metadata = replicaset["metadata"]
-    metadata["generateName"] = f"{replicaset_metadata['name']}-"
-    metadata["namespace"] = replicaset_metadata["namespace"]
-    metadata["ownerReferences"] = [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "name": replicaset_metadata["name"],
-            "uid": replicaset_metadata["uid"],
-            "controller": True,
-            "blockOwnerDeletion": True,
-        }
-    ]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}
-
-
-class InClusterWebhook:
-    """The chart's Deployment, operated with kubectl; ops endpoints through the pods proxy."""
-
-    reload_bound = KUBELET_SYNC_BOUND
-    poll_interval = 2.0
-
-    def __init__(self, kubectl: Kubectl, release: Release) -> None:
-        self.kubectl = kubectl
-        self.release = release
-
-    def templates(self) -> dict[str, str]:
-        data: dict[str, str] = self._configmap().get("data") or {}
-        return data
-
-    def edit_templates(self, data: Mapping[str, str]) -> None:
-        configmap = self._configmap()
-        configmap["data"] = dict(data)
-        self.kubectl.run("replace", "--filename=-", input=json.dumps(configmap))
-
-    def renew_certificate(self) -> None:
-        """What `cmctl renew` does: mark the serving Certificate as Issuing; cert-manager
-        issues a new key and leaf from the same CA into the Secret."""
-        name = self.release.serving_certificate["metadata"]["name"]
-        before = self._secret()["data"]["tls.crt"]
-        condition = {
-            "type": "Issuing",
-            "status": "True",
-            "reason": "ManuallyTriggered",
-            "message": "Certificate re-issuance manually triggered by the e2e suite",
-            "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-        patch = [{"op": "add", "path": "/status/conditions/-", "value": condition}]
-        self.kubectl.run(
-            "patch", "certificate", name, f"--namespace={NAMESPACE}", "--subresource=status",
-            "--type=json", f"--patch={json.dumps(patch)}",
-        )  # fmt: skip
-        deadline = time.monotonic() + CERT_RENEWAL_TIMEOUT
-        while self._secret()["data"]["tls.crt"] == before:
-            assert time.monotonic() < deadline, "cert-manager did not renew the certificate"
-            time.sleep(2)
-
-    def metrics(self) -> Samples:
-        return Samples.combine(
-            Samples.parse(self.ops(pod, "/metrics")) for pod in self.ready_pods()
-        )
-
-    def debug_templates(self) -> list[dict[str, Any]]:
-        return [json.loads(self.ops(pod, "/debug/templates")) for pod in self.ready_pods()]
-
-    def _configmap(self) -> Obj:
-        name = self.release.templates_configmap["metadata"]["name"]
-        configmap: Obj = self.kubectl.get("configmap", name, f"--namespace={NAMESPACE}")
-        return configmap
-
-    def _secret(self) -> Obj:
-        secret: Obj = self.kubectl.get(
-            "secret", self.release.tls_secret_name, f"--namespace={NAMESPACE}"
-        )
-        return secret
-
-    def all_pods(self) -> list[Obj]:
-        """The webhook's Pods whatever their state (starting, terminating), oldest first."""
-        labels = webhook_object(self.release.docs, "Deployment")["spec"]["selector"]["matchLabels"]
-        selector = ",".join(f"{key}={value}" for key, value in labels.items())
-        pods = self.kubectl.get("pods", f"--namespace={NAMESPACE}", f"--selector={selector}")
-        found: list[Obj] = pods["items"]
-        return sorted(found, key=lambda pod: pod["metadata"]["creationTimestamp"])
-
-    def ready_pods(self) -> list[str]:
-        """The webhook's ready pods, not terminating: a deleted Pod stays Ready until the
-        kubelet's next probe, after its process may have stopped serving (a rollout)."""
-        ready = [
-            pod["metadata"]["name"]
-            for pod in self.all_pods()
-            if is_ready(pod) and "deletionTimestamp" not in pod["metadata"]
-        ]
-        assert ready, "no webhook pod is ready"
-        return ready
-
-    def ops(self, pod: str, path: str) -> str:
-        """GET `path` of one webhook Pod's ops port, through the apiserver's pod proxy."""
-        port = self.release.args["--metrics-port"]
-        return self.kubectl.raw(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}:{port}/proxy{path}")
-
-
-def is_ready(obj: Obj) -> bool:
-    """The object's Ready condition is True (a Pod's or a Node's, as the kubelet reports)."""
-    return any(
-        c["type"] == "Ready" and c["status"] == "True"
-        for c in obj.get("status", {}).get("conditions", [])
-    )
-
-
-class NodeWebhook(InClusterWebhook):
-    """The chart's Deployment on a real node, serving the suite's certificate: renewed as
-    cert-manager renews it (a new key and leaf from the same CA written into the Secret), the
-    kubelet then updates the mounted volume."""
-
-    def __init__(self, kubectl: Kubectl, release: Release, ca: CAIssuer) -> None:
-        super().__init__(kubectl, release)
-        self.ca = ca
-
-    def write_secret(self) -> Issued:
-        """A new serving certificate into the chart's Secret (created or replaced)."""
-        issued = self.ca.issue(self.release.serving_certificate["spec"])
-        self.kubectl.apply(tls_secret(self.release, issued))
-        return issued
-
-    def renew_certificate(self) -> None:
-        self.write_secret()
-
-
-def tls_secret(release: Release, issued: Issued) -> Obj:
-    """The serving Secret as cert-manager writes it (type kubernetes.io/tls; tls.crt, tls.key,
-    ca.crt), which `tls.existingSecret` names."""
-    data = {key: base64.b64encode(value.encode()).decode() for key, value in issued.secret.items()}
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "kubernetes.io/tls",
-        "metadata": {"name": release.tls_secret_name, "namespace": NAMESPACE},
-        "data": data,
-    }
-
-
-def node_values(image: str, ca_bundle: bytes, release: Release) -> dict[str, Any]:
-    """Node mode's values: E2E_IMAGE, no cert-manager, the suite's Secret and CA."""
-    return {
-        **image_values(image),
-        "certManager": {"enabled": False},
-        "tls": {"existingSecret": release.tls_secret_name},
-        "webhook": {"caBundle": ca_bundle.decode()},
-    }
-
-
-def image_values(image: str) -> dict[str, Any]:
-    """E2E_IMAGE (`repo:tag` or `repo@sha256:...`) as chart values; empty: the chart's."""
-    if not image:
-        return {}
-    if "@" in image:
-        repository, digest = image.split("@", 1)
-        return {"image": {"repository": repository, "digest": digest}}
-    repository, _, tag = image.rpartition(":")
-    assert repository and "/" not in tag, f"E2E_IMAGE={image!r}: expected repo:tag"
-    return {"image": {"repository": repository, "tag": tag}}
-
-
-def external_values(
-    release: Release, port: int, ca_bundle: bytes, url: bool = True
-) -> dict[str, Any]:
-    """Chart values that send the apiserver to the process on this machine, trusting its CA:
-    at webhook.url, or (url=False) through the chart's Service."""
-    webhook = {"caBundle": ca_bundle.decode()}
-    if url:
-        webhook["url"] = f"https://{EXTERNAL_HOST}:{port}{release.path}"
-    return {
-        "webhook": webhook,
-        "certManager": {"enabled": False},
-        "tls": {"existingSecret": release.tls_secret_name},
-    }
 
 
 @contextmanager

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from e2e.chart import NAMESPACE
-from e2e.cluster import InClusterWebhook, Kubectl, is_ready
+from e2e.kubectl import Kubectl, is_ready
 from e2e.pods import Obj
+from e2e.webhooks import InClusterWebhook
 
 FIGURES: list[str] = []
 """What the node scenarios measured, one line each, for the run's summary."""

@@ -16,20 +16,14 @@ import pytest
 import yaml
 
 from e2e.chart import INJECT_CA_FROM, NAMESPACE, RELEASE, Release, render
-from e2e.cluster import (
-    Cluster,
-    ClusterConfig,
-    Kubectl,
-    NodeWebhook,
-    external_values,
-    image_values,
-    node_values,
-)
+from e2e.cluster import Cluster, ClusterConfig
+from e2e.kubectl import Kubectl
 from e2e.local import LocalInjector
 from e2e.pki import CAIssuer
 from e2e.pods import APPS, TOKEN_VOLUME, Obj, bare, deployment, rich
 from e2e.target import Admission, Target
 from e2e.tools import COMMAND
+from e2e.webhooks import NodeWebhook, external_values, image_values, node_values
 from injector.service.sample import REPLICASET_CONTROLLER
 from tests.chart.helm import CHART_DIR, REPO_ROOT, Helm, only
 

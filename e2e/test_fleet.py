@@ -35,14 +35,16 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.chart import NAMESPACE, RELEASE, VALUES
-from e2e.cluster import KUBELET_SYNC_BOUND, Cluster, InClusterWebhook, is_ready
+from e2e.cluster import Cluster
 from e2e.expect import digests
+from e2e.kubectl import is_ready
 from e2e.local import LocalInjector
 from e2e.node import figure
 from e2e.pods import NAMESPACE_LABELS, STATUS, Obj, deployment
 from e2e.target import Target
 from e2e.test_audit import Audit, audit
 from e2e.test_operator import Operator
+from e2e.webhooks import KUBELET_SYNC_BOUND, InClusterWebhook
 from tests.chart.helm import CHART_DIR, component, webhook_object
 
 TEMPLATE = "log-shipper"

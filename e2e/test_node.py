@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from e2e.chart import NAMESPACE
-from e2e.cluster import Cluster, ClusterConfig, NodeWebhook, image_values
+from e2e.cluster import Cluster, ClusterConfig
 from e2e.metrics import Samples, labels
 from e2e.node import (
     ApiProxy,
@@ -37,6 +37,7 @@ from e2e.node import (
 from e2e.pods import APPS, INJECT, STATUS, Obj, bare
 from e2e.target import Target
 from e2e.tools import COMMAND
+from e2e.webhooks import NodeWebhook, image_values
 from tests.chart.helm import webhook_object
 
 SIDECAR = "e2e-ready-sidecar"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from e2e.cluster import DENIED
 from e2e.expect import assert_untouched, injected, names, status
+from e2e.kubectl import DENIED
 from e2e.metrics import Samples
 from e2e.pods import APPS, PROFILE, bare, deployment
 from e2e.target import Admission, Target

@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from e2e.chart import NAMESPACE
-from e2e.cluster import DENIED, Cluster
+from e2e.cluster import Cluster
 from e2e.expect import container
+from e2e.kubectl import DENIED
 from e2e.local import LocalInjector
 from e2e.metrics import Samples, labels
 from e2e.pods import APPS, INJECT, LABELS, NAMESPACE_LABELS, PROFILE, bare
