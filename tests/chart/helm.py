@@ -183,6 +183,18 @@ LOOPBACK_FLAGS = {"--host": "127.0.0.1", "--port": "0", "--metrics-port": "0"}
 """Loopback and ephemeral ports: what a run on this machine must change in any case."""
 LOCAL_FLAGS = {**LOOPBACK_FLAGS, "--shutdown-delay": "0"}
 """The only arguments changed besides paths: loopback, ephemeral ports, no drain period."""
+AUDIT_KINDS = [
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Deployment",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "ServiceAccount",
+]
+"""The kinds the chart renders for the audit (audit.enabled, the default), sorted."""
+
 PATH_FLAGS = frozenset({"--templates-dir", "--last-good-dir", "--tls-cert", "--tls-key"})
 """The arguments that point into the container's volumes."""
 

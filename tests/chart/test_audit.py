@@ -14,6 +14,7 @@ import pytest
 from injector.cli import build_parser
 
 from .helm import (
+    AUDIT_KINDS,
     NAMESPACE,
     RELEASE,
     Helm,
@@ -32,16 +33,6 @@ SETTINGS_FLAGS = (
     "--exclude-namespaces",
     "--native-sidecars",
 )
-AUDIT_KINDS = [
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "ConfigMap",
-    "Deployment",
-    "Role",
-    "RoleBinding",
-    "Service",
-    "ServiceAccount",
-]
 SETTINGS: dict[str, Any] = {
     "config": {
         "annotationPrefix": "injector.example.com",

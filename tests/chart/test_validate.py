@@ -9,7 +9,7 @@ import pytest
 from cloudcoil.models.cert_manager import v1 as cert_manager
 from pydantic import BaseModel
 
-from .helm import CI_VALUES, Helm, Manifest, kinds, webhook_object
+from .helm import AUDIT_KINDS, CI_VALUES, Helm, Manifest, kinds, webhook_object
 
 VALUE_SETS: dict[str, Path | None] = {"defaults": None, **{p.stem: p for p in CI_VALUES}}
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schema.
@@ -41,16 +41,7 @@ ALWAYS = [
 ]
 OWN_CA = ["Certificate", "Certificate", "Issuer", "Issuer"]
 HELM_TEST = ["Pod"]
-AUDIT = [
-    "ClusterRole",
-    "ClusterRoleBinding",
-    "ConfigMap",
-    "Deployment",
-    "Role",
-    "RoleBinding",
-    "Service",
-    "ServiceAccount",
-]
+AUDIT = AUDIT_KINDS
 WEBHOOK_KINDS: dict[str, list[str]] = {
     "defaults": ALWAYS + OWN_CA + HELM_TEST,
     "own-issuer-values": ALWAYS + OWN_CA + HELM_TEST,
