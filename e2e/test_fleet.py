@@ -34,7 +34,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from e2e.chart import NAMESPACE, RELEASE, VALUES
+from e2e.chart import NAMESPACE
 from e2e.cluster import Cluster
 from e2e.expect import digests
 from e2e.kubectl import is_ready
@@ -45,7 +45,7 @@ from e2e.target import Target
 from e2e.test_audit import Audit, audit
 from e2e.test_operator import Operator
 from e2e.webhooks import KUBELET_SYNC_BOUND, InClusterWebhook
-from tests.chart.helm import CHART_DIR, component, webhook_object
+from tests.chart.helm import component, webhook_object
 
 TEMPLATE = "log-shipper"
 SHIPPER = f"{TEMPLATE}.yaml"
@@ -291,10 +291,8 @@ def fleet(cluster: Cluster, cluster_target: Target, gauges: Gauges) -> Iterator[
 
 def failure_policy(cluster: Cluster, policy: str) -> None:
     """`helm upgrade` of the release with `webhook.failurePolicy` set, as an operator sets it."""
-    cluster.helm_run(
-        "upgrade", RELEASE, str(CHART_DIR), "--namespace", NAMESPACE, "--values", str(VALUES),
-        "--values", str(cluster.values_file), "--set", f"webhook.failurePolicy={policy}",
-    )  # fmt: skip
+    # The installed chart (this checkout's, or E2E_CHART's release) with its values, plus this.
+    cluster.upgrade(values={"webhook": {"failurePolicy": policy}})
     name = webhook_object(cluster.release.docs, "Deployment")["metadata"]["name"]
     configuration = cluster.kubectl.get("mutatingwebhookconfiguration", name)
     pods = [w for w in configuration["webhooks"] if not w["name"].startswith("helm-test.")]
