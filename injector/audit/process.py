@@ -286,6 +286,8 @@ async def serve(
         asyncio.create_task(watcher.run()),
         asyncio.create_task(_follow(auditor)),
     ]
+    if auditor.last_good is not None:
+        tasks.append(asyncio.create_task(_keep_last_good(auditor.last_good, state)))
     stopping = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([tasks[0], stopping], return_when=asyncio.FIRST_COMPLETED)
     state.shutting_down = True
@@ -300,12 +302,17 @@ async def serve(
 
 
 async def _follow(auditor: Auditor) -> None:
-    last_good = auditor.last_good
     while True:
-        if last_good is not None and last_good.due(auditor.state.catalog):
-            await asyncio.to_thread(last_good.sync, auditor.state.catalog)
         await asyncio.sleep(FOLLOW_SECONDS)
         auditor.follow()
+
+
+async def _keep_last_good(last_good: LastGood, state: AuditState) -> None:
+    """Its own loop: an API server slow to answer a write never holds up the fleet."""
+    while True:
+        if last_good.due(state.catalog):
+            await asyncio.to_thread(last_good.sync, state.catalog)
+        await asyncio.sleep(FOLLOW_SECONDS)
 
 
 def start(
