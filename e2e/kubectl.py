@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,17 @@ DENIED = "denied the request"
 
 class Kubectl:
     """kubectl against the configured cluster; failures carry its stderr."""
+
+    @contextmanager
+    def scratch_namespace(self, prefix: str) -> Iterator[str]:
+        """A new namespace `<prefix>-<6 hex>` for the body of the `with`, then deleted (not
+        waited for)."""
+        name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+        self.run("create", "namespace", name)
+        try:
+            yield name
+        finally:
+            self.run("delete", "namespace", name, "--wait=false", check=False)
 
     def __init__(self, binary: Path, kubeconfig: Path) -> None:
         self.binary = binary

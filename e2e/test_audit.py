@@ -10,7 +10,6 @@ import json
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -153,10 +152,8 @@ def _pod(name: str, namespace: str, inject: str | None) -> dict[str, Any]:
 def test_the_gauges_follow_the_fleet(cluster: Cluster, tmp_path: Path) -> None:
     release = cluster.release
     templates = release.templates_dir(tmp_path / "templates")
-    namespace = f"e2e-audit-{uuid.uuid4().hex[:6]}"
     kubectl = cluster.kubectl
-    kubectl.run("create", "namespace", namespace)
-    try:
+    with kubectl.scratch_namespace("e2e-audit") as namespace:
         with audit(
             tmp_path, cluster.config.kubeconfig, f"--templates-dir={templates}",
             *_settings(release),
@@ -186,8 +183,6 @@ def test_the_gauges_follow_the_fleet(cluster: Cluster, tmp_path: Path) -> None:
             assert stop(found) == 0
         assert missed < DEADLINE
         assert "Traceback" not in found.log.read_text()
-    finally:
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def test_the_chart_s_audit_pod_sees_a_namespace_labeled_after_its_pods(
@@ -217,9 +212,7 @@ def test_the_chart_s_audit_pod_sees_a_namespace_labeled_after_its_pods(
             if s.labels["namespace"] == namespace and s.labels["state"] == "missed" and s.value
         }
 
-    namespace = f"e2e-audit-{uuid.uuid4().hex[:6]}"
-    kubectl.run("create", "namespace", namespace)
-    try:
+    with kubectl.scratch_namespace("e2e-audit") as namespace:
         # Selected by the release's webhook.namespaceSelector, which the chart's audit is
         # given too: pods the webhook never sees are not audited.
         kubectl.run(
@@ -237,8 +230,6 @@ def test_the_chart_s_audit_pod_sees_a_namespace_labeled_after_its_pods(
         while missed(namespace):
             assert time.monotonic() - started < 2 * DEADLINE
             time.sleep(0.5)
-    finally:
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 # --- a real Prometheus on the audit: the chart's alerts fire and clear ---
@@ -309,85 +300,78 @@ def test_a_real_prometheus_fires_and_clears_the_audit_s_alerts(
 
     release = cluster.release
     templates = release.templates_dir(tmp_path / "templates")
-    namespace = f"e2e-alerts-{uuid.uuid4().hex[:6]}"
     kubectl = cluster.kubectl
-    kubectl.run("create", "namespace", namespace)
-    try:
-        with audit(
-            tmp_path, cluster.config.kubeconfig, f"--templates-dir={templates}",
-            *_settings(release),
-        ) as found:  # fmt: skip
-            target = found.url.removeprefix("http://")
-            scrape = monitoring.audit_scrape_config(target, interval="1s")
-            with prometheus(binaries, tmp_path, [scrape], [rules]) as server:
-                synced = f"sidecar_injector_audit_synced{{{monitoring.audit_selector}}}"
-                server.wait_for("the audit scraped, in sync", lambda: server.values(synced) == [1])
-                # Before the first scrape the audit is absent: AuditDown (`for` shortened) may
-                # have fired; in sync, every alert is quiet.
-                server.wait_for("no alert", lambda: not _active(server, namespace), WAIT)
+    with kubectl.scratch_namespace("e2e-alerts") as namespace, audit(
+        tmp_path, cluster.config.kubeconfig, f"--templates-dir={templates}",
+        *_settings(release),
+    ) as found:  # fmt: skip
+        target = found.url.removeprefix("http://")
+        scrape = monitoring.audit_scrape_config(target, interval="1s")
+        with prometheus(binaries, tmp_path, [scrape], [rules]) as server:
+            synced = f"sidecar_injector_audit_synced{{{monitoring.audit_selector}}}"
+            server.wait_for("the audit scraped, in sync", lambda: server.values(synced) == [1])
+            # Before the first scrape the audit is absent: AuditDown (`for` shortened) may
+            # have fired; in sync, every alert is quiet.
+            server.wait_for("no alert", lambda: not _active(server, namespace), WAIT)
 
-                _create_problems(kubectl, namespace)
-                states = {
-                    ("SidecarInjectorPodsMissingSidecar", "log-shipper"),
-                    ("SidecarInjectorPodsOutdated", "log-shipper"),
-                    ("SidecarInjectorPodsBlocked", ""),
-                }
-                seen: set[str] = set()
+            _create_problems(kubectl, namespace)
+            states = {
+                ("SidecarInjectorPodsMissingSidecar", "log-shipper"),
+                ("SidecarInjectorPodsOutdated", "log-shipper"),
+                ("SidecarInjectorPodsBlocked", ""),
+            }
+            seen: set[str] = set()
 
-                def reached(state: str) -> bool:
-                    now = _active(server, namespace)
-                    seen.update(f"{key[0]}={value}" for key, value in now.items())
-                    return now == dict.fromkeys(states, state)
+            def reached(state: str) -> bool:
+                now = _active(server, namespace)
+                seen.update(f"{key[0]}={value}" for key, value in now.items())
+                return now == dict.fromkeys(states, state)
 
-                server.wait_for(
-                    "the pod alerts firing", lambda: reached("firing"), WAIT, lambda: str(seen)
+            server.wait_for(
+                "the pod alerts firing", lambda: reached("firing"), WAIT, lambda: str(seen)
+            )
+            firing = {
+                (a["labels"]["alertname"], a["labels"].get("template", "")): float(a["value"])
+                for a in server.api("alerts")["alerts"]
+                if a["labels"].get("namespace") == namespace
+            }
+            by_state = {
+                s["metric"]["state"]: float(s["value"][1])
+                for s in server.query(panels["Audited pods by state / A"])
+            }
+            table = {
+                _where(s["metric"]): float(s["value"][1])
+                for s in server.query(
+                    panels["Missed or blocked pods by namespace and template / A"]
                 )
-                firing = {
-                    (a["labels"]["alertname"], a["labels"].get("template", "")): float(a["value"])
+            }
+            in_sync = server.values(panels["Audit in sync / A"])
+
+            # Fixed: the label taken off, the pods recreated (here: deleted).
+            kubectl.run("label", "namespace", namespace, f"{PREFIX}/inject-")
+            kubectl.run("delete", "pod", "web-1", "web-2", "old", "plain",
+                        f"--namespace={namespace}", "--wait=false")  # fmt: skip
+            server.wait_for("the pod alerts cleared", lambda: not _active(server, namespace), WAIT)
+            zeros = server.query(
+                f"sidecar_injector_audit_pods{{{monitoring.audit_pods_selector},"
+                f'namespace="{namespace}"}}'
+            )
+
+            assert stop(found) == 0
+            server.wait_for(
+                "AuditDown firing once the audit is stopped",
+                lambda: any(
+                    a["labels"]["alertname"] == "SidecarInjectorAuditDown"
+                    and a["state"] == "firing"
                     for a in server.api("alerts")["alerts"]
-                    if a["labels"].get("namespace") == namespace
-                }
-                by_state = {
-                    s["metric"]["state"]: float(s["value"][1])
-                    for s in server.query(panels["Audited pods by state / A"])
-                }
-                table = {
-                    _where(s["metric"]): float(s["value"][1])
-                    for s in server.query(
-                        panels["Missed or blocked pods by namespace and template / A"]
-                    )
-                }
-                in_sync = server.values(panels["Audit in sync / A"])
-
-                # Fixed: the label taken off, the pods recreated (here: deleted).
-                kubectl.run("label", "namespace", namespace, f"{PREFIX}/inject-")
-                kubectl.run("delete", "pod", "web-1", "web-2", "old", "plain",
-                            f"--namespace={namespace}", "--wait=false")  # fmt: skip
-                server.wait_for(
-                    "the pod alerts cleared", lambda: not _active(server, namespace), WAIT
-                )
-                zeros = server.query(
-                    f"sidecar_injector_audit_pods{{{monitoring.audit_pods_selector},"
-                    f'namespace="{namespace}"}}'
-                )
-
-                assert stop(found) == 0
-                server.wait_for(
-                    "AuditDown firing once the audit is stopped",
-                    lambda: any(
-                        a["labels"]["alertname"] == "SidecarInjectorAuditDown"
-                        and a["state"] == "firing"
-                        for a in server.api("alerts")["alerts"]
-                    ),
-                    WAIT,
-                )
-                health = {
-                    r["name"]: (r["health"], r.get("lastError", ""))
-                    for g in server.api("rules")["groups"]
-                    for r in g["rules"]
-                }
-    finally:
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
+                ),
+                WAIT,
+            )
+            health = {
+                r["name"]: (r["health"], r.get("lastError", ""))
+                for g in server.api("rules")["groups"]
+                for r in g["rules"]
+            }
     assert firing == {
         ("SidecarInjectorPodsMissingSidecar", "log-shipper"): 2.0,
         ("SidecarInjectorPodsOutdated", "log-shipper"): 1.0,

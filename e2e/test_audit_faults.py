@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -45,9 +44,7 @@ def test_without_permissions_it_says_what_to_grant_once_and_is_not_ready(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     kubectl = cluster.kubectl
-    namespace = f"e2e-norbac-{uuid.uuid4().hex[:6]}"
-    kubectl.run("create", "namespace", namespace)
-    try:
+    with kubectl.scratch_namespace("e2e-norbac") as namespace:
         kubectl.run("create", "serviceaccount", "nobody", f"--namespace={namespace}")
         token = kubectl.run("create", "token", "nobody", f"--namespace={namespace}").stdout
         config = _kubeconfig_for(cluster, token.strip(), tmp_path / "kubeconfig")
@@ -68,8 +65,6 @@ def test_without_permissions_it_says_what_to_grant_once_and_is_not_ready(
             assert ready.status_code == 503 and ready.json()["checks"]["synced"] is False
             assert stop(found) == 0
         assert "Traceback" not in found.log.read_text()
-    finally:
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def test_its_counts_come_back_exactly_after_an_api_server_restart(
@@ -79,10 +74,8 @@ def test_its_counts_come_back_exactly_after_an_api_server_restart(
     if not command:
         pytest.skip(f"set {RESTART} to a command that restarts the API server (data kept)")
     kubectl = cluster.kubectl
-    namespace = f"e2e-restart-{uuid.uuid4().hex[:6]}"
     templates = cluster.release.templates_dir(tmp_path / "templates")
-    kubectl.run("create", "namespace", namespace)
-    try:
+    with kubectl.scratch_namespace("e2e-restart") as namespace:
         with audit(
             tmp_path, cluster.config.kubeconfig, f"--templates-dir={templates}",
             *_settings(cluster.release),
@@ -103,5 +96,3 @@ def test_its_counts_come_back_exactly_after_an_api_server_restart(
             assert found.get("/readyz").status_code == 200
             assert stop(found) == 0
         assert "Traceback" not in found.log.read_text()
-    finally:
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)

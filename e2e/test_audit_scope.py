@@ -6,7 +6,6 @@ a namespace labeled into the selector, or a pod relabeled out of it, moves the c
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 from e2e.cluster import Cluster
@@ -20,14 +19,13 @@ def test_pods_the_webhook_selectors_leave_out_are_not_audited(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     kubectl = cluster.kubectl
-    suffix = uuid.uuid4().hex[:6]
-    inside, outside = f"e2e-scope-in-{suffix}", f"e2e-scope-out-{suffix}"
     templates = cluster.release.templates_dir(tmp_path / "templates")
     namespaces = {"matchLabels": {SELECTED: "true"}}
     pods = {"matchExpressions": [{"key": SKIP, "operator": "DoesNotExist"}]}
-    kubectl.run("create", "namespace", inside)
-    kubectl.run("create", "namespace", outside)
-    try:
+    with (
+        kubectl.scratch_namespace("e2e-scope-in") as inside,
+        kubectl.scratch_namespace("e2e-scope-out") as outside,
+    ):
         kubectl.run("label", "namespace", inside, f"{SELECTED}=true")
         with audit(
             tmp_path, cluster.config.kubeconfig, f"--templates-dir={templates}",
@@ -50,6 +48,3 @@ def test_pods_the_webhook_selectors_leave_out_are_not_audited(
             found.until({}, outside)
             found.until({(inside, "log-shipper", "missed"): 1}, inside)
         assert "Traceback" not in found.log.read_text()
-    finally:
-        for namespace in (inside, outside):
-            kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)

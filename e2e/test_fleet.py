@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -270,11 +269,9 @@ def gauges(
 def fleet(cluster: Cluster, cluster_target: Target, gauges: Gauges) -> Iterator[Fleet]:
     """A namespace of its own (selected by the e2e release's namespaceSelector)."""
     kubectl = cluster.kubectl
-    namespace = f"e2e-fleet-{uuid.uuid4().hex[:6]}"
     labels = " ".join(f"{k}={v}" for k, v in NAMESPACE_LABELS.items())
-    kubectl.run("create", "namespace", namespace)
-    kubectl.run("label", "namespace", namespace, *labels.split())
-    try:
+    with kubectl.scratch_namespace("e2e-fleet") as namespace:
+        kubectl.run("label", "namespace", namespace, *labels.split())
         deadline = time.monotonic() + 60
         while kubectl.run(
             "get", "serviceaccount", "default", f"--namespace={namespace}", check=False
@@ -282,8 +279,6 @@ def fleet(cluster: Cluster, cluster_target: Target, gauges: Gauges) -> Iterator[
             assert time.monotonic() < deadline, f"no ServiceAccount default in {namespace}"
             time.sleep(0.25)
         yield Fleet(cluster, cluster_target, Operator(cluster, cluster_target), gauges, namespace)
-    finally:
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 # --- the webhook out of the way ---

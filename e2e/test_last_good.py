@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,8 +51,6 @@ def test_the_audit_keeps_the_last_good_version_of_each_template(
     cluster: Cluster, tmp_path: Path
 ) -> None:
     kubectl = cluster.kubectl
-    namespace = f"e2e-lastgood-{uuid.uuid4().hex[:6]}"
-    kubectl.run("create", "namespace", namespace)
     templates = tmp_path / "templates"
     templates.mkdir()
     mounted = tmp_path / "last-good"  # the audit's own mount of it: empty, as on a first start
@@ -66,12 +63,12 @@ def test_the_audit_keeps_the_last_good_version_of_each_template(
         data: dict[str, str] = found.get("data") or {}
         return data
 
-    flags = (
-        f"--templates-dir={templates}",
-        f"--last-good-dir={mounted}",
-        f"--last-good-configmap={namespace}/last-good",
-    )
-    try:
+    with kubectl.scratch_namespace("e2e-lastgood") as namespace:
+        flags = (
+            f"--templates-dir={templates}",
+            f"--last-good-dir={mounted}",
+            f"--last-good-configmap={namespace}/last-good",
+        )
         # Not there yet: said once with what it means, retried; the audit goes on.
         with audit(tmp_path, cluster.config.kubeconfig, *flags) as found:
             failed = _until(
@@ -118,5 +115,3 @@ def test_the_audit_keeps_the_last_good_version_of_each_template(
             assert held() == {"alpha.yaml": alpha}
             assert stop(found) == 0
         assert "Traceback" not in found.log.read_text()
-    finally:
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)

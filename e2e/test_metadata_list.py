@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any
 
 from lightkube.resources.core_v1 import Namespace, Pod
@@ -25,9 +24,7 @@ def _read(metadata: dict[str, Any]) -> dict[str, Any]:
 
 def test_protobuf_lists_read_what_json_says(cluster: Cluster) -> None:
     kubectl = cluster.kubectl
-    namespace = f"e2e-meta-{uuid.uuid4().hex[:6]}"
-    kubectl.run("create", "namespace", namespace)
-    try:
+    with kubectl.scratch_namespace("e2e-meta") as namespace:
         kubectl.run("create", "configmap", "owner", "-n", namespace)
         owner = kubectl.get("configmap", "owner", "-n", namespace)["metadata"]
         reference = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["uid"]}
@@ -57,5 +54,3 @@ def test_protobuf_lists_read_what_json_says(cluster: Cluster) -> None:
             assert int(listing.resource_version) >= max(int(m["resourceVersion"]) for m in want)
             names = {m["name"] for m in MetadataList(client, Namespace)}
             assert namespace in names and "default" in names
-    finally:
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)

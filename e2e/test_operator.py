@@ -13,7 +13,6 @@ import contextlib
 import json
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -605,9 +604,7 @@ def test_outdated_names_pods_their_namespace_asked_for_after_they_were_created(
     profile's sidecars: `outdated` calls it missed, with the command that recreates it, and
     exits 1 with --exit-code."""
     kubectl = operator.kubectl
-    namespace = f"e2e-late-{uuid.uuid4().hex[:6]}"
-    kubectl.run("create", "namespace", namespace)
-    try:
+    with kubectl.scratch_namespace("e2e-late") as namespace:
         # Selected by the suite's webhook.namespaceSelector, as every test namespace.
         kubectl.run(
             "label", "namespace", namespace, *[f"{k}={v}" for k, v in NAMESPACE_LABELS.items()]
@@ -631,8 +628,6 @@ def test_outdated_names_pods_their_namespace_asked_for_after_they_were_created(
             (name, "missed") for name in asked
         }
         assert after["states"]["missed"] == 1
-    finally:
-        kubectl.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 
 def wait_until_served(operator: Operator, template: str, old: str) -> dict[str, Any]:
