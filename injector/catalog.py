@@ -29,7 +29,8 @@ class Catalog:
 
     def merge(self, result: LoadResult, fallback: Mapping[str, Template] = NONE) -> Catalog:
         """The next catalog after a reload: a template that now fails keeps the good version
-        this process last loaded, else the one in `fallback` (the last-good ConfigMap: what
+        this process last loaded (one it took from a fallback gives way to the fallback now
+        given), else the one in `fallback` (the last-good ConfigMap: what
         the audit kept for every replica); a template no longer present is gone; errors
         always reflect this load."""
         templates = dict(result.templates)
@@ -37,11 +38,11 @@ class Catalog:
         for name in result.errors:
             if name in templates:
                 continue
-            if name in self.templates:
+            if name in self.templates and (name not in self.last_good or name not in fallback):
                 templates[name] = self.templates[name]
                 if name in self.last_good:
                     kept.add(name)
-            elif name in fallback:
+            elif name in fallback:  # never loaded here, or only from an older fallback
                 templates[name] = fallback[name]
                 kept.add(name)
         return Catalog(

@@ -92,3 +92,11 @@ def test_the_fallback_never_wins_over_memory_nor_revives_a_template() -> None:
 def test_a_template_keeps_the_text_it_loaded_from() -> None:
     catalog = load(a=GOOD)
     assert catalog.templates["a"].source == GOOD
+
+
+def test_a_version_taken_from_the_fallback_gives_way_to_a_newer_fallback() -> None:
+    broken = load_sources([Source("a.yaml", "nope: [", "a.yaml")])
+    first = Catalog.from_load(broken, load_sources([Source("a.yaml", GOOD, "a.yaml")]).templates)
+    newer = load_sources([Source("a.yaml", GOOD2, "a.yaml")]).templates
+    again = first.merge(broken, newer)
+    assert again.templates["a"] is newer["a"] and again.last_good == {"a"}

@@ -30,12 +30,17 @@ the ConfigMap recreated by `helm upgrade`, is repaired."""
 def patch_of(catalog: Catalog, held: Mapping[str, str]) -> dict[str, str | None]:
     """The JSON merge patch of `data` that makes `held` keep what `catalog` serves: every served
     template's text (its good version, or the previous one where the newest fails), a template
-    gone from the templates ConfigMap removed, and a broken template with nothing served here
-    left as it is — that key is exactly what a restarting replica needs."""
+    gone from the templates ConfigMap removed, and a broken template with nothing served here,
+    or served from the ConfigMap itself, left as it is — that key is exactly what a restarting
+    replica needs."""
     patch: dict[str, str | None] = {
         name + SUFFIX: template.source
         for name, template in catalog.templates.items()
-        if template.source and held.get(name + SUFFIX) != template.source
+        # A version served from the audit's own mount of this ConfigMap came from it, and the
+        # mount can lag behind it: never written back over what it holds now.
+        if template.source
+        and name not in catalog.last_good
+        and held.get(name + SUFFIX) != template.source
     }
     for key in held:
         name = key.removesuffix(SUFFIX)

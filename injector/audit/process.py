@@ -217,6 +217,7 @@ class Auditor:
         label = value if isinstance(value, str) and event != "DELETED" else None
         selected = event == "DELETED" or self._selected(name, all_labels)
         with self.lock:
+            known = name in self.namespaces
             if event == "DELETED":
                 self.namespaces.discard(name)
             else:
@@ -224,7 +225,13 @@ class Auditor:
             changed = self.tally.namespace(name, label)
             before = self.unselected
             self.unselected = before - {name} if selected else before | {name}
-            changed = changed or self.unselected != before
+            if self.unselected != before:
+                if known and event != "DELETED":
+                    changed = True  # its pods move in or out of the audit: judged again
+                else:
+                    # A new namespace has no pods yet, a deleted one's go as their own events:
+                    # only the pods to come need the new selection, no relist.
+                    self.tally.fleet = self._fleet(self.unselected)
         if changed:
             # Its pods are judged again from a fresh list: the tally keeps no pod's metadata.
             self.pods.relist()

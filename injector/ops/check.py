@@ -10,6 +10,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from injector.catalog import Catalog
+from injector.loader import SUFFIX
 from injector.near import nearest
 from injector.ops.certs import decode_bundle, verify
 from injector.ops.snapshot import (
@@ -278,7 +279,9 @@ def _denied(snapshot: Snapshot) -> str:
 
 def _restarted(snapshot: Snapshot) -> str:
     """What a replica that starts now serves for the templates that fail to load."""
-    broken = sorted(snapshot.loaded.errors)
+    # Only templates: a key that is not <name>.yaml has its own error, and no version anywhere.
+    names = {s.key.removesuffix(SUFFIX) for s in snapshot.templates if s.key.endswith(SUFFIX)}
+    broken = sorted(n for n in snapshot.loaded.errors if n in names)
     kept = {n: t.digest for n, t in snapshot.fallback.items()}
     where = f"ConfigMap {snapshot.install.last_good_configmap}"
     served = ", ".join(f"{n} ({kept[n]})" for n in broken if n in kept)

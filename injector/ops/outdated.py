@@ -51,7 +51,8 @@ class Served:
     unknown: str | None = None
     down: str | None = None
     """The release namespace, when no webhook replica is ready: a restart then recreates the
-    pods without their sidecars (failurePolicy Ignore) or is refused (Fail)."""
+    pods without their sidecars (failurePolicy Ignore), or its new pods are refused and the
+    rollout stalls (Fail)."""
 
     def behind(self, current: Mapping[str, str]) -> dict[str, str]:
         """Templates some replica does not serve in the `current` version yet, each with what
@@ -143,7 +144,7 @@ class Report:
             parts.append(
                 f"wait until a webhook replica is ready (kubectl get deployments -n "
                 f"{self.served.down}; a restart now recreates the pods without their sidecars, "
-                f"or is refused), then: {restart}"
+                f"or its new pods are refused and it stalls), then: {restart}"
             )
         elif restart is not None and waits:
             parts.append(

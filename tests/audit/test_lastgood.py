@@ -62,3 +62,13 @@ def test_due_on_a_new_catalog_after_a_retry_pause_and_to_resync() -> None:
     assert keeper.due(catalog(a=GOOD2))
     clock.now += RESYNC_SECONDS
     assert keeper.due(first)
+
+
+def test_a_version_served_from_the_audit_s_own_mount_is_never_written_back() -> None:
+    """The mount lags the ConfigMap: an audit started during a broken edit may serve an older
+    copy from it than the ConfigMap now holds; writing it would undo the newer one."""
+    v1 = GOOD
+    result = load_sources([Source("t.yaml", BROKEN, "t.yaml")])
+    stale = Catalog.from_load(result, load_sources([Source("t.yaml", v1, "t.yaml")]).templates)
+    assert stale.last_good == {"t"}
+    assert patch_of(stale, {"t.yaml": GOOD2}) == {}

@@ -358,3 +358,11 @@ def test_a_broken_template_says_what_a_replica_starting_now_serves() -> None:
         install=keeping, last_good="forbidden"
     )
     assert "(the release keeps no last-good ConfigMap: audit.keepLastGood)" in fix()
+    # A key that is not a template has its own error and is no template a pod asks for.
+    readme = [*broken, Source("README.md", "notes", "README.md")]
+    [found] = [
+        r
+        for r in run_checks(snapshot(templates=readme, install=keeping, last_good=[good]), NOW)
+        if r.check == "templates"
+    ]
+    assert "README" not in found.fix and found.fix.endswith(f"log-shipper ({digest})")

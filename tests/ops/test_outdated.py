@@ -135,7 +135,8 @@ def test_no_ready_webhook_replica_means_wait_before_a_restart() -> None:
     (workload,) = found.workloads
     assert found.fix(workload) == (
         "wait until a webhook replica is ready (kubectl get deployments -n si; a restart now "
-        "recreates the pods without their sidecars, or is refused), then: "
+        "recreates the pods without their sidecars, or its new pods are refused and it "
+        "stalls), then: "
         "kubectl rollout restart deployment/new -n shop"
     )
     assert found.to_json()["served"]["down"] is True
