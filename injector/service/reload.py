@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 import structlog
 
@@ -87,7 +86,7 @@ class Templates:
             sources = directory_sources(self.last_good_dir)
         except OSError as exc:
             return Loaded(result, last_good_problem=f"cannot read {self.last_good_dir}: {exc}")
-        return Loaded(result, MappingProxyType(stand_ins(result, sources)))
+        return Loaded(result, stand_ins(result, sources))
 
     def load_first(self, files: tuple[Source, ...]) -> None:
         """Start-up: broken templates are logged and denied on request, never fatal."""
@@ -95,7 +94,7 @@ class Templates:
         catalog = Catalog.from_load(loaded.result, loaded.last_good)
         self.state.swap_catalog(catalog)
         self.metrics.catalog(catalog, self.clock())
-        self._log_load_errors(catalog, loaded)
+        log_load_errors(catalog, loaded, self.last_good_dir)
         log.info("templates_loaded", templates=sorted(catalog.templates), broken=catalog.broken)
         log_missing_profile_templates(catalog, self.state.settings)
 
@@ -113,18 +112,13 @@ class Templates:
         new = old.merge(built.result, built.last_good)
         self.state.swap_catalog(new)
         self.metrics.templates_reloaded(new, self.clock())
-        self._log_load_errors(new, built)
+        log_load_errors(new, built, self.last_good_dir)
         level = log.warning if new.errors else log.info
         level("templates_reloaded", **changes(old, new))
         log_missing_profile_templates(new, self.state.settings)
 
     def crashed(self) -> None:
         self.metrics.templates_reload_failed()
-
-    def _log_load_errors(self, catalog: Catalog, loaded: Loaded) -> None:
-        log_load_errors(catalog, self.last_good_dir)
-        if loaded.last_good_problem is not None:
-            log.error("last_good_unreadable", error=loaded.last_good_problem)
 
 
 Fingerprint = tuple[object, ...]
@@ -151,10 +145,12 @@ def _fingerprint(directory: Path) -> Fingerprint:
     return tuple(sorted(found))
 
 
-def log_load_errors(catalog: Catalog, last_good_dir: Path | None = None) -> None:
+def log_load_errors(catalog: Catalog, loaded: Loaded, last_good_dir: Path | None) -> None:
     """One line per failed template, each problem with its file, field and line, and what
     is served instead: the version this process loaded before, the last good version from
-    the last-good directory, or nothing."""
+    the last-good directory, or nothing; and why that directory could not be read."""
+    if loaded.last_good_problem is not None:
+        log.error("last_good_unreadable", error=loaded.last_good_problem)
     for name, errors in sorted(catalog.errors.items()):
         template = catalog.templates.get(name)
         if template is None:
